@@ -1,0 +1,1 @@
+"""Routing and queues; pure logic, time is a parameter."""

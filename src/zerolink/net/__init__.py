@@ -1,0 +1,1 @@
+"""The only asyncio code: listeners, dialers, connection drivers, link manager."""

@@ -1,0 +1,1 @@
+"""Sans-I/O protocol state machines: no asyncio, socket, ssl or clock imports."""
