@@ -68,7 +68,9 @@ class Element:
         self.children.append(child)
         return child
 
-    def subelement(self, tag: str, attrib: dict[str, str] | None = None, text: str | None = None) -> Element:
+    def subelement(
+        self, tag: str, attrib: dict[str, str] | None = None, text: str | None = None
+    ) -> Element:
         """Append and return a new child element (with optional text)."""
         child = Element(tag, attrib, [text] if text else None)
         self.children.append(child)

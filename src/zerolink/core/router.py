@@ -1,0 +1,111 @@
+"""The router: one route per domain, no knowledge of transports.
+
+A route is anything with ``deliver(stanza)``: a peer link, a component attachment, later the
+local host or an upstream server. Stanzas no route takes are answered per RFC 6120 §10.4:
+``service-unavailable`` for one of our own domains with nothing behind it, otherwise
+``remote-server-not-found``. Error replies never produce further errors (RFC 6120 §8.3.1), so
+a bounce cannot loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from zerolink.domains import DomainSet
+from zerolink.errors import StanzaError
+from zerolink.jid import JIDError, jid_domain
+from zerolink.stanza import error_reply
+from zerolink.xml.element import Element
+
+log = logging.getLogger("zerolink.router")
+
+
+class Route(Protocol):
+    """Something that takes stanzas for a set of domains."""
+
+    name: str
+
+    def deliver(self, stanza: Element) -> None: ...
+
+
+class Router:
+    """Maps each domain to exactly one route."""
+
+    def __init__(self, own_domains: Iterable[str]) -> None:
+        self._own = set(own_domains)
+        self._exact: dict[str, Route] = {}
+        self._suffix: dict[str, Route] = {}
+        self._local_patterns: list[str] = list(self._own)
+        self._local = DomainSet(self._local_patterns)
+        self.bounced = 0
+
+    def add(self, patterns: Iterable[str], route: Route, *, local: bool) -> None:
+        """Register `route` for exact domains and ``*.suffix`` patterns.
+
+        `local` routes (components, hosted domains) make their domains "ours": a peer may
+        address stanzas to them.
+        """
+        for p in patterns:
+            table = self._suffix if p.startswith("*.") else self._exact
+            key = p[2:] if p.startswith("*.") else p
+            if key in table:
+                raise ValueError(f"domain {p} already has a route ({table[key].name})")
+            table[key] = route
+            if local:
+                self._local_patterns.append(p)
+        self._local = DomainSet(self._local_patterns)
+
+    def is_local(self, domain: str) -> bool:
+        """True for domains this server answers for (its own and its local routes')."""
+        return domain in self._local
+
+    def route_for(self, domain: str) -> Route | None:
+        route = self._exact.get(domain)
+        if route is not None or not self._suffix:
+            return route
+        rest = domain
+        while True:
+            _, dot, rest = rest.partition(".")
+            if not dot:
+                return None
+            route = self._suffix.get(rest)
+            if route is not None:
+                return route
+
+    def route(self, stanza: Element) -> None:
+        """Hand a stanza to the route for its `to` domain, or bounce it."""
+        to = stanza.attrib.get("to")
+        if not to:
+            self.bounce(stanza, StanzaError("jid-malformed", "stanza without 'to'"))
+            return
+        try:
+            domain = jid_domain(to)
+        except JIDError as exc:
+            self.bounce(stanza, StanzaError("jid-malformed", str(exc)))
+            return
+        route = self.route_for(domain)
+        if route is not None:
+            route.deliver(stanza)
+        elif domain in self._own:
+            self.bounce(stanza, StanzaError("service-unavailable"))
+        else:
+            self.bounce(stanza, StanzaError("remote-server-not-found", f"no route to {domain}"))
+
+    def bounce(self, stanza: Element, error: StanzaError) -> None:
+        """Send the error reply for `stanza` back to its sender (never for an error)."""
+        reply = error_reply(stanza, error)
+        if reply is None:
+            log.debug("dropped %s (%s), no error reply for an error", stanza.tag, error.condition)
+            return
+        self.bounced += 1
+        log.info(
+            "bounced %s from %s to %s: %s",
+            stanza.local,
+            stanza.attrib.get("from"),
+            stanza.attrib.get("to"),
+            error.condition,
+        )
+        if reply.attrib.get("to"):
+            self.route(reply)

@@ -1,0 +1,110 @@
+"""XEP-0114 components attached to this server (a bot, a gateway), like Prosody's component port."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from zerolink.errors import StanzaError
+from zerolink.net.driver import SessionDriver
+from zerolink.net.sockets import tune
+from zerolink.proto import component as proto
+from zerolink.xml.element import Element
+from zerolink.xml.serializer import STREAM_CLOSE, stream_error
+
+if TYPE_CHECKING:
+    from zerolink.core.router import Router
+
+log = logging.getLogger("zerolink.component")
+
+
+class ComponentRoute:
+    """Route for one configured component domain; bounces while no component is attached."""
+
+    def __init__(self, domain: str, secret: str, router: Router) -> None:
+        self.name = f"component {domain}"
+        self.domain = domain
+        self.secret = secret
+        self.router = router
+        self.conn: ComponentConnection | None = None
+
+    def deliver(self, stanza: Element) -> None:
+        conn = self.conn
+        if conn is None:
+            self.router.bounce(
+                stanza, StanzaError("service-unavailable", f"{self.domain} is not connected")
+            )
+            return
+        conn.send(stanza)
+
+
+class ComponentConnection(SessionDriver):
+    """One accepted component connection."""
+
+    def __init__(
+        self,
+        routes: dict[str, ComponentRoute],
+        router: Router,
+        max_stanza_size: int,
+        max_depth: int,
+    ) -> None:
+        super().__init__()
+        self.routes = routes
+        self.router = router
+        self.route: ComponentRoute | None = None
+        secrets_by_domain = {d: r.secret for d, r in routes.items()}
+        self.session = proto.ComponentSession(
+            secrets_by_domain,
+            secrets.token_hex(8),
+            max_stanza_size=max_stanza_size,
+            max_depth=max_depth,
+        )
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=60)
+
+    def send(self, stanza: Element) -> None:
+        self.session.send_stanza(stanza)
+        self.schedule_flush()
+
+    def handle_events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, proto.StanzaIn):
+                self.router.route(ev.stanza)
+            elif isinstance(ev, proto.StanzaRejected):
+                self.router.bounce(ev.stanza, ev.error)
+            elif isinstance(ev, proto.Authenticated):
+                route = self.routes[ev.domain]
+                if route.conn is not None:
+                    log.warning(
+                        "component %s from %s refused: already connected", ev.domain, self.peer
+                    )
+                    self.session.state = proto.State.CLOSED
+                    if self.transport is not None:
+                        self.transport.write(stream_error("conflict") + STREAM_CLOSE)
+                    self.close_transport()
+                    return
+                route.conn = self
+                self.route = route
+                log.info("component %s: connected from %s", ev.domain, self.peer)
+            elif isinstance(ev, proto.StreamErrorSent):
+                log.warning(
+                    "component connection %s: stream error %s%s",
+                    self.peer,
+                    ev.condition,
+                    f" ({ev.text})" if ev.text else "",
+                )
+            elif isinstance(ev, proto.Closed):
+                self._release(ev.reason)
+                self.close_transport()
+
+    def on_lost(self, reason: str) -> None:
+        self._release(reason)
+
+    def _release(self, reason: str) -> None:
+        if self.route is not None and self.route.conn is self:
+            self.route.conn = None
+            log.info("component %s: disconnected (%s)", self.route.domain, reason)
+        self.route = None

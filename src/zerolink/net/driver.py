@@ -1,0 +1,132 @@
+"""The asyncio shell around a sans-I/O session: feed bytes in, drain events, flush bytes out,
+arm one timer (the shape of aioquic's asyncio protocol).
+
+Writes are coalesced: stanzas sent in one turn of the event loop leave in one `write`, which on
+a slow link also means fewer TCP segments and fewer header bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from zerolink.net.sockets import format_addr
+
+log = logging.getLogger("zerolink.net")
+
+
+class Session(Protocol):
+    def receive_data(self, data: bytes, now: float) -> list[Any]: ...
+    def data_to_send(self) -> bytes: ...
+    def timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> list[Any]: ...
+    def close(self, now: float) -> Any: ...
+
+
+class SessionDriver(asyncio.Protocol):
+    """Base protocol: owns the transport, the flush and the timer for one session."""
+
+    session: Session
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.local = "?"
+        self.paused = False
+        self.closed = asyncio.Event()
+        self._flush_pending = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = format_addr(transport.get_extra_info("peername"))
+        self.local = format_addr(transport.get_extra_info("sockname"))
+
+    def data_received(self, data: bytes) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s <<< %r", self.peer, data)
+        events = self.session.receive_data(data, self.loop.time())
+        if events:
+            self.handle_events(events)
+        self.flush()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport = None
+        self.closed.set()
+        self.on_lost(str(exc) if exc else "connection closed")
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.on_writable()
+
+    # -- for subclasses --------------------------------------------------------------------
+    def handle_events(self, events: list[Any]) -> None:
+        raise NotImplementedError
+
+    def on_lost(self, reason: str) -> None:
+        """The transport is gone."""
+
+    def on_writable(self) -> None:
+        """The transport's buffer drained below its low-water mark."""
+
+    # -- output ----------------------------------------------------------------------------
+    def schedule_flush(self) -> None:
+        """Write what the session has at the end of this loop turn (coalesces bursts)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        data = self.session.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s >>> %r", self.peer, data)
+            self.transport.write(data)
+        self._arm()
+
+    def close_transport(self) -> None:
+        """Flush what is pending, then close (after the kernel has the bytes)."""
+        self.flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def begin_close(self) -> None:
+        """Start the session's close exchange (the session decides what to send)."""
+        events = self.session.close(self.loop.time())
+        if events:
+            self.handle_events(events)
+        self.flush()
+
+    # -- timer -----------------------------------------------------------------------------
+    def _arm(self) -> None:
+        """Keep one timer at the session's earliest deadline; later ones are re-armed lazily."""
+        when = self.session.timer()
+        if when is None or self.transport is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        events = self.session.handle_timer(self.loop.time())
+        if events:
+            self.handle_events(events)
+        self.flush()

@@ -1,0 +1,264 @@
+"""A peer link: the route to one a-priori-configured X2X server, over whatever connection is up.
+
+Connection direction (XEP-0361 §4.3):
+- one connection is used both ways, whoever opened it;
+- when both servers opened one (simultaneous open), each sends only on the connection it
+  opened, so each TCP connection carries one direction;
+- while a connection from the peer is up we do not dial (``direction = both``), so the usual
+  outcome is one shared connection; a random initial delay makes that likely at start-up;
+- the opener closes its connection when done: on-demand links close after `idle_timeout`.
+
+Stanzas wait in a bounded queue while no connection can take them; those that wait longer than
+`stanza_timeout` bounce with ``remote-server-timeout``, those that find the queue full with
+``resource-constraint``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from zerolink.config import PeerConfig, ServerConfig
+from zerolink.core.queue import StanzaQueue
+from zerolink.domains import DomainSet
+from zerolink.errors import StanzaError
+from zerolink.net.x2x_conn import X2XConnection
+from zerolink.proto.x2x import X2XSettings
+from zerolink.xml.element import Element
+
+if TYPE_CHECKING:
+    from zerolink.core.router import Router
+
+log = logging.getLogger("zerolink.link")
+
+
+class PeerLink:
+    """Route for a peer's domains; owns its connections, queue and dialer."""
+
+    def __init__(self, cfg: PeerConfig, server: ServerConfig, router: Router) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.router = router
+        self.loop = asyncio.get_running_loop()
+        self.domains = DomainSet(cfg.domains)
+        self.settings = X2XSettings(
+            peer_domains=self.domains,
+            is_local=router.is_local,
+            max_stanza_size=server.max_stanza_size,
+            max_depth=server.max_depth,
+            keepalive=cfg.keepalive,
+            close_timeout=cfg.close_timeout,
+        )
+        self.queue = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout)
+        self.outbound: X2XConnection | None = None
+        self.inbound: list[X2XConnection] = []
+        self._running = False
+        self._wake = asyncio.Event()
+        self._dialer: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self.connections_made = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def may_dial(self) -> bool:
+        return self.cfg.direction != "inbound" and self.cfg.remote is not None
+
+    def start(self) -> None:
+        self._running = True
+        if self.may_dial:
+            self._dialer = self.loop.create_task(self._dial_loop(), name=f"dial-{self.name}")
+
+    async def stop(self) -> None:
+        """Close every connection with the close exchange, bounce what is still queued."""
+        self._running = False
+        if self._dialer is not None:
+            self._dialer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dialer
+        for handle in (self._expiry, self._idle):
+            if handle is not None:
+                handle.cancel()
+        conns = [c for c in (self.outbound, *self.inbound) if c is not None]
+        for conn in conns:
+            conn.begin_close()
+        if conns:
+            await asyncio.wait(
+                [asyncio.ensure_future(c.closed.wait()) for c in conns],
+                timeout=self.cfg.close_timeout + 1,
+            )
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.abort()
+        for stanza in self.queue.clear():
+            self.router.bounce(stanza, StanzaError("remote-server-timeout", "server shutting down"))
+
+    # -- routing ---------------------------------------------------------------------------
+    def sender(self) -> X2XConnection | None:
+        """The connection we send on: our own if we opened one (§4.3), else the peer's."""
+        out = self.outbound
+        if out is not None and out.is_open:
+            return out
+        for conn in self.inbound:
+            if conn.is_open:
+                return conn
+        return None
+
+    def deliver(self, stanza: Element) -> None:
+        """Route entry point: send now if possible, otherwise queue (or bounce)."""
+        conn = self.sender()
+        if conn is not None and not conn.paused and not self.queue:
+            conn.send(stanza)
+            return
+        now = self.loop.time()
+        if not self.queue.push(stanza, now):
+            self.router.bounce(
+                stanza,
+                StanzaError("resource-constraint", f"queue for link {self.name} is full"),
+            )
+            return
+        if conn is None:
+            self._arm_expiry()
+            self._wake.set()  # on-demand links dial when something waits
+        else:
+            self.pump()
+
+    def received(self, stanza: Element) -> None:
+        self.router.route(stanza)
+
+    def pump(self) -> None:
+        """Move queued stanzas onto the sending connection until it pushes back."""
+        conn = self.sender()
+        queue = self.queue
+        while queue and conn is not None and not conn.paused:
+            _, stanza = queue.pop()
+            conn.send(stanza)
+
+    # -- connections -----------------------------------------------------------------------
+    def attach(self, conn: X2XConnection) -> None:
+        """A connection to the peer is up (ours or theirs)."""
+        if conn.outbound:
+            self.outbound = conn
+        else:
+            self.inbound.append(conn)
+        self.connections_made += 1
+        kind = "outbound" if conn.outbound else "inbound"
+        simultaneous = self.outbound is not None and bool(self.inbound)
+        log.info(
+            "link %s: up (%s %s -> %s)%s",
+            self.name,
+            kind,
+            conn.local if conn.outbound else conn.peer,
+            conn.peer if conn.outbound else conn.local,
+            "; simultaneous open, each side sends on its own connection" if simultaneous else "",
+        )
+        if conn.outbound and self.cfg.connect == "on-demand":
+            self._arm_idle()
+        self.pump()
+
+    def detach(self, conn: X2XConnection, reason: str) -> None:
+        """A connection is gone; anything still queued waits for the next one."""
+        if conn is self.outbound:
+            self.outbound = None
+        elif conn in self.inbound:
+            self.inbound.remove(conn)
+        else:
+            return
+        log.info(
+            "link %s: down (%s %s): %s",
+            self.name,
+            "outbound" if conn.outbound else "inbound",
+            conn.peer,
+            reason,
+        )
+        if self.sender() is None:
+            if self.queue:
+                self._arm_expiry()
+            self._wake.set()
+        else:
+            self.pump()
+
+    # -- dialing ---------------------------------------------------------------------------
+    def _want_dial(self) -> bool:
+        if not self._running or self.outbound is not None:
+            return False
+        if any(c.is_open for c in self.inbound):
+            return False  # one connection both ways (§4.3)
+        return self.cfg.connect == "always" or bool(self.queue)
+
+    async def _dial_loop(self) -> None:
+        cfg = self.cfg
+        assert cfg.remote is not None
+        delay = cfg.reconnect_min
+        if cfg.direction == "both" and cfg.connect == "always" and cfg.initial_delay > 0:
+            await asyncio.sleep(random.uniform(0, cfg.initial_delay))
+        while self._running:
+            if not self._want_dial():
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            local_addr = (cfg.source, 0) if cfg.source else None
+            try:
+                _, conn = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: X2XConnection(link=self),
+                        cfg.remote.host,
+                        cfg.remote.port,
+                        local_addr=local_addr,
+                    ),
+                    timeout=cfg.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                wait = min(delay, cfg.reconnect_max) * random.uniform(0.5, 1.0)
+                log.info(
+                    "link %s: dial %s failed (%s); retry in %.1fs",
+                    self.name,
+                    cfg.remote,
+                    exc or "timeout",
+                    wait,
+                )
+                delay = min(delay * 2, cfg.reconnect_max)
+                await asyncio.sleep(wait)
+                continue
+            delay = cfg.reconnect_min
+            await conn.closed.wait()
+            # Do not hammer a peer that accepts and drops at once.
+            await asyncio.sleep(cfg.reconnect_min * random.uniform(0.5, 1.0))
+
+    # -- timers ----------------------------------------------------------------------------
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            return
+        deadline = self.queue.next_deadline()
+        if deadline is not None:
+            self._expiry = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for stanza in self.queue.expire(self.loop.time()):
+            self.router.bounce(
+                stanza,
+                StanzaError("remote-server-timeout", f"link {self.name} did not come up in time"),
+            )
+        self._arm_expiry()
+
+    def _arm_idle(self) -> None:
+        self._idle = self.loop.call_later(self.cfg.idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """On-demand: the opener closes its connection once no stanza moved for a while."""
+        self._idle = None
+        conn = self.outbound
+        if conn is None or not conn.is_open:
+            return
+        quiet = self.loop.time() - conn.last_stanza
+        if quiet >= self.cfg.idle_timeout and not self.queue:
+            log.info("link %s: idle for %.0fs, closing our connection", self.name, quiet)
+            conn.begin_close()
+        else:
+            self._idle = self.loop.call_later(
+                max(0.05, self.cfg.idle_timeout - quiet), self._check_idle
+            )

@@ -1,0 +1,313 @@
+"""XEP-0361 zero-handshake server-to-server session, sans-I/O.
+
+One `X2XSession` per TCP (or TLS) connection. Bytes go in with `receive_data`, stanzas with
+`send_stanza`; what to write comes out of `data_to_send`, what happened comes back as events.
+Time is a parameter: the driver calls `handle_timer(now)` at `timer()`.
+
+The stream is implied (§4.1): nothing is sent before the first stanza and the parser is primed
+locally with the stream header the peer would have sent. Inbound stanzas are validated as RFC
+6120 S2S would (§4.5): a ``from`` outside the peer's domains is ``invalid-from``, a ``to``
+outside ours is ``host-unknown``, a missing address is ``improper-addressing``, any other
+top-level element is ``unsupported-stanza-type``. These are stream errors: the stream error is
+written, then ``</stream:stream>``, then the transport is closed.
+
+A peer that sends a stream header anyway (a standard S2S server pointed at an X2X port, or an
+implementation that restates the header) is answered with a stream header of ours, so that its
+parser can read what follows, then ``policy-violation`` and the close: it is a configuration
+mismatch, and a clear error beats both sides waiting for each other until a timeout.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from zerolink.domains import DomainSet
+from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
+from zerolink.jid import JIDError, normalize_domain, parse_jid
+from zerolink.stanza import STANZA_TAGS
+from zerolink.xml.element import SERVER_NS, Element
+from zerolink.xml.parser import (
+    HeaderReceived,
+    StanzaReceived,
+    StreamClosed,
+    StreamParser,
+)
+from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
+
+IMPLIED_HEADER = (
+    b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+)
+STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
+KEEPALIVE = b" "
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"  # we sent </stream:stream> and wait for the peer's
+    CLOSED = "closed"  # nothing more to read or write; the driver closes the transport
+
+
+# -- events ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StanzaIn:
+    """A validated stanza from the peer."""
+
+    stanza: Element
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaRejected:
+    """A stanza from a valid peer domain that cannot be accepted; the caller bounces it."""
+
+    stanza: Element
+    error: StanzaError
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosing:
+    """The peer sent ``</stream:stream>``; ours has been queued in reply."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorSent:
+    """We found a stream-level error; the error and our close are queued."""
+
+    condition: str
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorReceived:
+    """The peer sent a ``<stream:error>``."""
+
+    condition: str
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The stream is over: flush `data_to_send()` and close the transport."""
+
+    reason: str
+
+
+Event = StanzaIn | StanzaRejected | PeerClosing | StreamErrorSent | StreamErrorReceived | Closed
+
+
+@dataclass(slots=True)
+class X2XSettings:
+    """What the a-priori agreement fixes for one link."""
+
+    peer_domains: DomainSet
+    is_local: Callable[[str], bool]
+    max_stanza_size: int = 262144
+    max_depth: int = 64
+    keepalive: float = 60.0  # 0 disables
+    close_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class Counters:
+    bytes_in: int = 0
+    bytes_out: int = 0
+    stanzas_in: int = 0
+    stanzas_out: int = 0
+    keepalives_out: int = 0
+
+
+class X2XSession:
+    """State of one XEP-0361 stream, both directions."""
+
+    def __init__(self, settings: X2XSettings, *, now: float) -> None:
+        self.settings = settings
+        self.state = State.OPEN
+        self.counters = Counters()
+        self._parser = StreamParser(
+            content_ns=SERVER_NS,
+            max_stanza_size=settings.max_stanza_size,
+            max_depth=settings.max_depth,
+            implied_header=IMPLIED_HEADER,
+        )
+        self._out: list[bytes] = []
+        self._last_send = now
+        self._close_deadline: float | None = None
+
+    # -- output ------------------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the transport, in order; empties the buffer."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        self.counters.bytes_out += len(data)
+        return data
+
+    def _write(self, data: bytes, now: float | None) -> None:
+        self._out.append(data)
+        if now is not None:
+            self._last_send = now
+
+    def send_stanza(self, stanza: Element, now: float) -> None:
+        """Queue a stanza for the peer. Only valid while OPEN."""
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"cannot send on a {self.state.value} X2X stream")
+        self._write(serialize(stanza, content_ns=SERVER_NS), now)
+        self.counters.stanzas_out += 1
+
+    def close(self, now: float) -> list[Event]:
+        """Start the close exchange (§4.1: a stream close SHOULD be exchanged)."""
+        if self.state is State.OPEN:
+            self._write(STREAM_CLOSE, now)
+            self.state = State.CLOSING
+            self._close_deadline = now + self.settings.close_timeout
+        return []
+
+    # -- time --------------------------------------------------------------------------
+    def timer(self) -> float | None:
+        """When `handle_timer` should next be called, or None."""
+        if self.state is State.CLOSING:
+            return self._close_deadline
+        if self.state is State.OPEN and self.settings.keepalive > 0:
+            return self._last_send + self.settings.keepalive
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        if self.state is State.CLOSING and self._close_deadline is not None:
+            if now >= self._close_deadline:
+                self.state = State.CLOSED
+                return [Closed("peer did not answer our stream close in time")]
+            return []
+        if (
+            self.state is State.OPEN
+            and self.settings.keepalive > 0
+            and now >= self._last_send + self.settings.keepalive
+        ):
+            self._write(KEEPALIVE, now)
+            self.counters.keepalives_out += 1
+        return []
+
+    # -- input -------------------------------------------------------------------------
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the peer; returns what happened."""
+        if self.state is State.CLOSED or not data:
+            return []
+        self.counters.bytes_in += len(data)
+        try:
+            parsed = self._parser.feed(data)
+        except StreamError as exc:
+            return self._stream_error(exc, now)
+        events: list[Event] = []
+        for ev in parsed:
+            if isinstance(ev, StanzaReceived):
+                try:
+                    out = self._accept(ev.element)
+                except StreamError as exc:
+                    events.extend(self._stream_error(exc, now))
+                    return events
+                if out is not None:
+                    events.append(out)
+            elif isinstance(ev, StreamClosed):
+                events.extend(self._peer_closed(now))
+                return events
+            elif isinstance(ev, HeaderReceived):
+                self._write(stream_header({}, default_ns=SERVER_NS), now)
+                events.extend(
+                    self._stream_error(
+                        StreamError(
+                            "policy-violation",
+                            "stream headers are not used on this XEP-0361 zero-handshake link",
+                        ),
+                        now,
+                    )
+                )
+                return events
+        return events
+
+    def _accept(self, el: Element) -> Event | None:
+        """Validate one top-level element (XEP-0361 §4.5 as RFC 6120 S2S)."""
+        if el.tag not in STANZA_TAGS:
+            if el.tag == STREAM_ERROR_TAG:
+                raise _PeerStreamError(el)
+            raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+        attrib = el.attrib
+        sender = attrib.get("from")
+        recipient = attrib.get("to")
+        if not sender or not recipient:
+            missing = "from" if not sender else "to"
+            raise StreamError("improper-addressing", f"stanza without '{missing}'")
+        try:
+            from_jid = parse_jid(sender)
+        except JIDError as exc:
+            # The domain may still be one of the peer's: then we can answer the sender.
+            domain = _domain_of(sender)
+            if domain is not None and domain in self.settings.peer_domains:
+                return StanzaRejected(el, StanzaError("jid-malformed", f"from: {exc}"))
+            raise StreamError("invalid-from", f"malformed 'from' {sender!r}") from None
+        if from_jid.domain not in self.settings.peer_domains:
+            raise StreamError("invalid-from", f"{from_jid.domain} is not served by this peer")
+        try:
+            to_jid = parse_jid(recipient)
+        except JIDError as exc:
+            return StanzaRejected(el, StanzaError("jid-malformed", f"to: {exc}"))
+        if not self.settings.is_local(to_jid.domain):
+            raise StreamError("host-unknown", f"{to_jid.domain} is not served here")
+        self.counters.stanzas_in += 1
+        return StanzaIn(el)
+
+    def _peer_closed(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        if self.state is State.OPEN:
+            self._write(STREAM_CLOSE, now)
+            events.append(PeerClosing())
+        self.state = State.CLOSED
+        events.append(Closed("stream closed by peer"))
+        return events
+
+    def _stream_error(self, exc: StreamError, now: float) -> list[Event]:
+        if isinstance(exc, _PeerStreamError):
+            return self._received_stream_error(exc.element, now)
+        events: list[Event] = [StreamErrorSent(exc.condition, exc.text)]
+        if self.state is State.OPEN:
+            self._write(stream_error(exc.condition, exc.text), now)
+        if self.state is not State.CLOSED:
+            if self.state is State.OPEN:
+                self._write(STREAM_CLOSE, now)
+            self.state = State.CLOSED
+        events.append(Closed(f"stream error {exc.condition}: {exc.text or ''}".rstrip(": ")))
+        return events
+
+    def _received_stream_error(self, el: Element, now: float) -> list[Event]:
+        condition, text = "undefined-condition", None
+        for child in el.elements():
+            if child.namespace == STREAM_ERROR_NS:
+                if child.local == "text":
+                    text = child.text
+                else:
+                    condition = child.local
+        if self.state is State.OPEN:
+            self._write(STREAM_CLOSE, now)
+        self.state = State.CLOSED
+        return [
+            StreamErrorReceived(condition, text),
+            Closed(f"peer sent stream error {condition}" + (f": {text}" if text else "")),
+        ]
+
+
+class _PeerStreamError(StreamError):
+    """Internal: carries a received <stream:error> out of validation."""
+
+    def __init__(self, element: Element) -> None:
+        super().__init__("undefined-condition")
+        self.element = element
+
+
+def _domain_of(jid: str) -> str | None:
+    """Best-effort normalized domain of a possibly malformed JID."""
+    rest = jid.split("/", 1)[0]
+    domain = rest.split("@", 1)[-1]
+    try:
+        return normalize_domain(domain)
+    except JIDError:
+        return None

@@ -1,0 +1,440 @@
+"""Incremental, namespace-aware parser for XMPP streams (RFC 6120 §11 restricted XML).
+
+Bytes go in as they arrive from the socket; complete top-level elements (stanzas) come out as
+`Element` trees. The work is done by expat; Python only runs once per start tag, end tag and
+text run, which is what keeps the parser at several MB/s.
+
+Design notes:
+
+* The stream's own content namespace (``jabber:client``, ``jabber:component:accept``, ...) is
+  mapped to ``jabber:server`` at every depth, so routing code sees one namespace.
+* Restricted XML: comments, processing instructions, DOCTYPE (hence entity declarations) raise
+  ``restricted-xml``; references to undefined entities also raise ``restricted-xml`` (they are
+  entity references other than the predefined five, which §11.1 forbids). Parameter-entity
+  parsing is off and DOCTYPE is refused at its first token, so no entity is ever expanded.
+* Malformed input, invalid UTF-8, an XML declaration in mid-stream and non-whitespace text
+  between stanzas raise ``not-well-formed``; an unbound prefix raises
+  ``bad-namespace-prefix``; an encoding declaration other than UTF-8 raises
+  ``unsupported-encoding``.
+* Whitespace between stanzas is a keepalive: it is dropped, and one `Whitespace` event is
+  emitted per `feed` call that contained any, so a session can note liveness.
+* Limits: a stanza whose size exceeds ``max_stanza_size`` (counted over the bytes fed while it
+  is open, or while a top-level token is still incomplete) raises ``policy-violation`` as soon
+  as a chunk of at most ``max_stanza_size`` bytes pushes it over, so memory stays bounded.
+  ``max_depth`` counts the stanza itself as depth 1.
+* After a `StreamError` the parser is dead; every later `feed` raises the same condition.
+  Stanzas completed earlier in the failing call are not lost: they ride on the exception as
+  `ParseError.events` (RFC 6120 §4.9.1.1 processes stanzas received before the error).
+* After `StreamClosed` or `HeaderReceived` the parser stops; later input is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+from xml.parsers import expat
+
+from zerolink.errors import STREAMS_NS, StreamError
+from zerolink.xml.element import SERVER_NS, Element
+
+__all__ = [
+    "X2X_HEADER",
+    "Event",
+    "HeaderReceived",
+    "ParseError",
+    "StanzaReceived",
+    "StreamClosed",
+    "StreamOpened",
+    "StreamParser",
+    "Whitespace",
+]
+
+STREAM_TAG = "{" + STREAMS_NS + "}stream"
+
+#: The implied stream header of an XEP-0361 (X2X) link.
+X2X_HEADER = (
+    b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+)
+
+
+# -- events ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The stream header was parsed; attrs in Clark notation plus "xmlns" (default namespace)."""
+
+    attrs: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaReceived:
+    """A complete top-level element; size is the bytes it occupied (end tag excluded)."""
+
+    element: Element
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """The peer sent ``</stream:stream>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Whitespace:
+    """The feed() call contained whitespace between stanzas (a keepalive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderReceived:
+    """In implied-header mode the peer sent a stream header (or an XML declaration) anyway.
+
+    attrs are those of the ``<stream:stream>`` start tag (plus "xmlns"), or empty when only an
+    XML declaration was seen. Parsing stops here; the session decides what to do.
+    """
+
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+Event = StreamOpened | StanzaReceived | StreamClosed | Whitespace | HeaderReceived
+
+_WHITESPACE = Whitespace()
+_CLOSED = StreamClosed()
+
+
+class ParseError(StreamError):
+    """The `StreamError` raised by `StreamParser.feed`.
+
+    ``events`` holds what the failing call completed before the error (to be processed before
+    the stream is closed); a dead parser re-raises the condition with no events.
+    """
+
+    def __init__(
+        self, condition: str, text: str | None = None, events: list[Any] | None = None
+    ) -> None:
+        super().__init__(condition, text)
+        self.events: list[Event] = events or []
+
+
+class _Stop(Exception):
+    """Raised from a handler to end parsing without an error (stream closed / header seen)."""
+
+
+# -- name conversion ---------------------------------------------------------------------------
+_SEP = "}"
+_CACHE_LIMIT = 4096
+# expat name -> Clark name, one cache per content namespace, shared by all parsers.
+_TAG_CACHES: dict[str, dict[str, str]] = {}
+_ATTR_CACHE: dict[str, str] = {}
+
+_ERRORS = expat.errors
+_UNBOUND_PREFIX = _ERRORS.codes[_ERRORS.XML_ERROR_UNBOUND_PREFIX]
+_UNDECLARING_PREFIX = _ERRORS.codes[_ERRORS.XML_ERROR_UNDECLARING_PREFIX]
+_UNDEFINED_ENTITY = _ERRORS.codes[_ERRORS.XML_ERROR_UNDEFINED_ENTITY]
+_MISPLACED_XML_PI = _ERRORS.codes[_ERRORS.XML_ERROR_MISPLACED_XML_PI]
+_XML_WS = " \t\r\n"
+
+
+def _tag_namer(content_ns: str) -> tuple[dict[str, str], Any]:
+    """(cache, convert) turning ``ns}local`` into ``{ns}local`` with content_ns -> SERVER_NS."""
+    cache = _TAG_CACHES.setdefault(content_ns, {})
+
+    def convert(name: str) -> str:
+        ns, sep, local = name.rpartition(_SEP)  # local names never contain '}'
+        if not sep:
+            tag = name
+        else:
+            if ns == content_ns:
+                ns = SERVER_NS
+            tag = "{" + ns + "}" + local
+        if len(cache) >= _CACHE_LIMIT:  # bounded: a peer may send endless distinct names
+            cache.clear()
+        cache[name] = tag
+        return tag
+
+    return cache, convert
+
+
+def _attr_name(name: str) -> str:
+    tag = _ATTR_CACHE.get(name)
+    if tag is None:
+        ns, _, local = name.rpartition(_SEP)
+        tag = "{" + ns + "}" + local
+        if len(_ATTR_CACHE) >= _CACHE_LIMIT:
+            _ATTR_CACHE.clear()
+        _ATTR_CACHE[name] = tag
+    return tag
+
+
+def _fix_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    return {(_attr_name(k) if _SEP in k else k): v for k, v in attrs.items()}
+
+
+def _restricted(what: str) -> NoReturn:
+    raise StreamError("restricted-xml", f"{what} not allowed in XMPP")
+
+
+def _reject_doctype(*_: object) -> NoReturn:
+    _restricted("DOCTYPE")
+
+
+def _reject_entity(*_: object) -> NoReturn:
+    _restricted("entity declaration")
+
+
+def _reject_comment(*_: object) -> NoReturn:
+    _restricted("comment")
+
+
+def _reject_pi(*_: object) -> NoReturn:
+    _restricted("processing instruction")
+
+
+def _check_xml_decl(version: str | None, encoding: str | None, standalone: int) -> None:
+    if encoding is not None and encoding.upper() not in ("UTF-8", "UTF8"):
+        raise StreamError("unsupported-encoding", f"encoding {encoding!r}; only UTF-8 is allowed")
+
+
+def _error_from_expat(e: expat.ExpatError) -> StreamError:
+    code = e.code
+    if code in (_UNBOUND_PREFIX, _UNDECLARING_PREFIX):
+        return StreamError("bad-namespace-prefix", str(e))
+    if code == _UNDEFINED_ENTITY:
+        return StreamError("restricted-xml", str(e))
+    return StreamError("not-well-formed", str(e))
+
+
+# -- the parser --------------------------------------------------------------------------------
+class StreamParser:
+    """Incremental XMPP stream parser: bytes in, `Event`s out (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        content_ns: str = SERVER_NS,
+        max_stanza_size: int = 262144,
+        max_depth: int = 64,
+        implied_header: bytes | None = None,
+    ) -> None:
+        self.content_ns = content_ns
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+        self._implied = implied_header is not None
+        self._header_seen = False
+        self._stopped = False
+        self._error: StreamError | None = None
+        # First (up to 5) non-whitespace bytes after priming, to recognise "<?xml" there.
+        self._lead = b""
+        self._lead_done = not self._implied
+        self._fed = 0
+        self._parser = self._build()
+        if implied_header is not None:
+            try:
+                self._feed(implied_header)
+            except (StreamError, expat.ExpatError) as e:
+                raise ValueError(f"bad implied header {implied_header!r}: {e}") from None
+            if not self._header_seen or any(type(e) is not Whitespace for e in self._events):
+                raise ValueError(f"implied header {implied_header!r} is not a bare stream header")
+            self._events.clear()
+            self._reset_ws()
+
+    @property
+    def header_seen(self) -> bool:
+        """True once the stream header was parsed (immediately, in implied-header mode)."""
+        return self._header_seen
+
+    # The handlers are closures over local state: cell access is cheaper than attribute access
+    # on self, and they run once per tag.
+    def _build(self) -> Any:
+        p = expat.ParserCreate("UTF-8", _SEP)
+        p.buffer_text = True
+        p.buffer_size = 65536
+        p.ordered_attributes = False
+        p.specified_attributes = True
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        if hasattr(p, "SetReparseDeferralEnabled"):  # expat >= 2.6 would delay big tokens
+            p.SetReparseDeferralEnabled(False)
+
+        content_ns = self.content_ns
+        max_depth = self.max_depth
+        max_size = self.max_stanza_size
+        implied = self._implied
+        cache, convert = _tag_namer(content_ns)
+        cached = cache.get
+        new = Element.__new__
+        stack: list[Element] = []  # open elements of the current stanza
+        events: list[Any] = []
+        self._events = events
+        self._stack = stack
+        in_root = False
+        stanza_start = 0
+        default_decl: str | None = None
+        saw_ws = False
+
+        def start(name: str, attrs: dict[str, str]) -> None:
+            nonlocal in_root, stanza_start, default_decl
+            tag = cached(name) or convert(name)
+            for k in attrs:
+                if _SEP in k:
+                    attrs = _fix_attrs(attrs)
+                    break
+            if stack:
+                el = new(Element)
+                el.tag = tag
+                el.attrib = attrs
+                el.children = []
+                stack[-1].children.append(el)
+                stack.append(el)
+                if len(stack) > max_depth:
+                    raise StreamError("policy-violation", f"nesting deeper than {max_depth}")
+                if default_decl is not None:
+                    default_decl = None
+                return
+            if in_root:
+                decl, default_decl = default_decl, None
+                if implied and tag == STREAM_TAG:
+                    if decl is not None:
+                        attrs["xmlns"] = decl
+                    events.append(HeaderReceived(attrs))
+                    raise _Stop
+                el = new(Element)
+                el.tag = tag
+                el.attrib = attrs
+                el.children = []
+                stanza_start = p.CurrentByteIndex
+                stack.append(el)
+                return
+            # the stream header
+            decl, default_decl = default_decl, None
+            if tag != STREAM_TAG:
+                raise StreamError("invalid-namespace", f"stream root is {tag}, not {STREAM_TAG}")
+            if decl != content_ns:
+                raise StreamError(
+                    "invalid-namespace",
+                    f"stream default namespace is {decl!r}, expected {content_ns!r}",
+                )
+            in_root = True
+            self._header_seen = True
+            if not implied:
+                attrs["xmlns"] = decl
+                events.append(StreamOpened(attrs))
+
+        def end(name: str) -> None:
+            if len(stack) > 1:
+                stack.pop()
+                return
+            if stack:
+                el = stack.pop()
+                size = p.CurrentByteIndex - stanza_start
+                if size > max_size:
+                    raise StreamError(
+                        "policy-violation", f"stanza too large ({size} bytes, limit {max_size})"
+                    )
+                events.append(StanzaReceived(el, size))
+                return
+            events.append(_CLOSED)
+            raise _Stop
+
+        def text(data: str) -> None:
+            nonlocal saw_ws
+            if stack:
+                children = stack[-1].children
+                if children and type(children[-1]) is str:
+                    children[-1] += data  # expat splits text at feed boundaries; rejoin
+                else:
+                    children.append(data)
+            elif data.strip(_XML_WS):
+                raise StreamError("not-well-formed", "text between stanzas")
+            elif not saw_ws:
+                saw_ws = True
+                events.append(_WHITESPACE)
+
+        def ns_decl(prefix: str | None, uri: str | None) -> None:
+            nonlocal default_decl
+            if prefix is None:
+                default_decl = uri or ""
+
+        def reset_ws() -> None:
+            nonlocal saw_ws
+            saw_ws = False
+
+        def stanza_used() -> int:
+            """Bytes held by the open stanza, or by a top-level token not yet complete."""
+            if stack:
+                return self._fed - stanza_start
+            return self._fed - p.CurrentByteIndex
+
+        self._reset_ws = reset_ws
+        self._stanza_used = stanza_used
+        p.StartElementHandler = start
+        p.EndElementHandler = end
+        p.CharacterDataHandler = text
+        p.StartNamespaceDeclHandler = ns_decl
+        p.XmlDeclHandler = _check_xml_decl
+        p.StartDoctypeDeclHandler = _reject_doctype
+        p.EntityDeclHandler = _reject_entity
+        p.UnparsedEntityDeclHandler = _reject_entity
+        p.CommentHandler = _reject_comment
+        p.ProcessingInstructionHandler = _reject_pi
+        return p
+
+    def _feed(self, data: bytes) -> None:
+        """Give data to expat in chunks of at most max_stanza_size; check the limit after each."""
+        parse = self._parser.Parse
+        limit = self.max_stanza_size
+        n = len(data)
+        if n <= limit:
+            self._fed += n
+            parse(data, False)
+            if self._stanza_used() > limit:
+                self._too_large()
+            return
+        view = memoryview(data)
+        for i in range(0, n, limit):
+            chunk = view[i : i + limit]
+            self._fed += len(chunk)
+            parse(chunk, False)
+            if self._stanza_used() > limit:
+                self._too_large()
+
+    def _too_large(self) -> NoReturn:
+        raise StreamError(
+            "policy-violation",
+            f"stanza too large ({self._stanza_used()} bytes, limit {self.max_stanza_size})",
+        )
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse more bytes; return the events they completed. Raises `ParseError`."""
+        if self._error is not None:
+            err = self._error
+            raise ParseError(err.condition, err.text)
+        if self._stopped or not data:
+            return []
+        if not self._lead_done:
+            lead = (self._lead + data).lstrip(b" \t\r\n")[:5]
+            self._lead = lead
+            self._lead_done = len(lead) == 5
+        events = self._events
+        try:
+            self._feed(data)
+        except _Stop:
+            self._stopped = True
+        except StreamError as e:
+            self._die(e)
+        except expat.ExpatError as e:
+            if e.code == _MISPLACED_XML_PI and self._implied and self._lead.startswith(b"<?xml"):
+                self._stopped = True
+                events.append(HeaderReceived({}))
+            else:
+                self._die(_error_from_expat(e))
+        self._reset_ws()
+        if not events:
+            return []
+        out = events.copy()
+        events.clear()
+        return out
+
+    def _die(self, e: StreamError) -> NoReturn:
+        self._error = e
+        events = self._events.copy()
+        self._events.clear()
+        self._stack.clear()
+        raise ParseError(e.condition, e.text, events) from None

@@ -1,0 +1,203 @@
+"""Shared fixtures: loopback daemon pairs (air on 127.0.0.2, ground on 127.0.0.3) and slixmpp bots.
+
+Daemons run in the test's own event loop as `zerolink.app.Server` objects, built from real
+TOML files through the real config loader, and talk over real TCP sockets on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from slixmpp import ComponentXMPP
+from slixmpp.stanza import Message
+
+from zerolink.app import Server
+from zerolink.config import load_config
+
+AIR_IP = "127.0.0.2"
+GROUND_IP = "127.0.0.3"
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on `host` right now (bind to 0, read it, release)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Side:
+    """One daemon's addresses and config text."""
+
+    name: str
+    domain: str
+    ip: str
+    x2x_port: int
+    comp_port: int
+    peer: dict[str, object] = field(default_factory=dict)
+    extra: str = ""
+
+    @property
+    def bot(self) -> str:
+        return f"bot.{self.domain}"
+
+
+def toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def side_toml(
+    me: Side,
+    other: Side,
+    peer_overrides: dict[str, object] | None = None,
+    identity: str | None = None,
+) -> str:
+    peer: dict[str, object] = {
+        "name": other.name,
+        "domains": [other.domain, f"*.{other.domain}"],
+        "remote": f"{other.ip}:{other.x2x_port}",
+        "listen": f"{me.ip}:{me.x2x_port}",
+        "direction": "both",
+        "connect": "always",
+        "reconnect_min": 0.05,
+        "reconnect_max": 0.5,
+        "initial_delay": 0,
+        "close_timeout": 2,
+        "connect_timeout": 2,
+    }
+    peer.update(peer_overrides or {})
+    peer_lines = "\n".join(f"{k} = {toml_value(v)}" for k, v in peer.items())
+    ident = identity or f'[peer.identity]\nmode = "address"\naddresses = ["{other.ip}"]'
+    return f"""
+[server]
+name = "{me.name}"
+domains = ["{me.domain}"]
+log_level = "debug"
+
+[component_listener]
+listen = "{me.ip}:{me.comp_port}"
+
+[[component]]
+domain = "{me.bot}"
+secret = "bot-secret"
+
+[[peer]]
+{peer_lines}
+{ident}
+{me.extra}
+"""
+
+
+def write_config(tmp: Path, me: Side, other: Side, **kw: object) -> Path:
+    path = tmp / f"{me.name}.toml"
+    path.write_text(side_toml(me, other, **kw))  # type: ignore[arg-type]
+    return path
+
+
+@pytest.fixture
+def sides() -> tuple[Side, Side]:
+    air = Side("air", "air.example", AIR_IP, free_port(AIR_IP), free_port(AIR_IP))
+    ground = Side("ground", "ground.example", GROUND_IP, free_port(GROUND_IP), free_port(GROUND_IP))
+    return air, ground
+
+
+class Bot(ComponentXMPP):
+    """A slixmpp component that records what it receives."""
+
+    def __init__(self, jid: str, port: int, host: str) -> None:
+        super().__init__(jid, "bot-secret", host, port)
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+        self.presences: asyncio.Queue[object] = asyncio.Queue()
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0199")
+        # Copies: slixmpp reuses and edits stanza objects after the handlers have run.
+        self.add_event_handler("message", lambda m: self.messages.put_nowait(copy.copy(m)))
+        self.add_event_handler("message_error", lambda m: self.messages.put_nowait(copy.copy(m)))
+        self.add_event_handler(
+            "presence_available", lambda p: self.presences.put_nowait(copy.copy(p))
+        )
+        self.add_event_handler(
+            "presence_unavailable", lambda p: self.presences.put_nowait(copy.copy(p))
+        )
+
+    async def start(self) -> Bot:
+        self.connect()
+        await self.wait_until("session_start", timeout=10)
+        return self
+
+    async def stop(self) -> None:
+        if self.is_connected():
+            self.disconnect(wait=0.5)
+            try:
+                await asyncio.wait_for(self.wait_until("disconnected", 3), 4)
+            except TimeoutError:
+                self.abort()
+
+    async def next_message(self, timeout: float = 5.0) -> Message:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def no_message(self, wait: float = 0.3) -> bool:
+        try:
+            await asyncio.wait_for(self.messages.get(), wait)
+        except TimeoutError:
+            return True
+        return False
+
+
+async def start_bot(side: Side) -> Bot:
+    return await Bot(side.bot, side.comp_port, side.ip).start()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+    """Poll until `predicate()` holds (state owned by the daemons, not by the test)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def daemons(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+    """Factory: `await daemons(config_path)` starts a Server; all are stopped at the end."""
+    started: list[Server] = []
+
+    async def start(path: Path) -> Server:
+        server = Server(load_config(path))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def error_condition(stanza) -> str | None:
+    """The RFC 6120 condition of an error stanza received by slixmpp.
+
+    Read from the XML itself: slixmpp's Error plugin looks for `<error/>` in jabber:client
+    only, and on a component stream it would report a made-up condition.
+    """
+    for child in stanza.xml:
+        if child.tag.endswith("}error"):
+            for cond in child:
+                if cond.tag.startswith("{" + STANZAS_NS + "}") and not cond.tag.endswith("}text"):
+                    return cond.tag.split("}", 1)[1]
+    return None

@@ -1,0 +1,327 @@
+"""Transcript tests for the sans-I/O X2X session: bytes in -> events and bytes out."""
+
+from __future__ import annotations
+
+import pytest
+
+from zerolink.domains import DomainSet
+from zerolink.proto import x2x
+from zerolink.proto.x2x import X2XSession, X2XSettings
+from zerolink.xml.element import SERVER_NS, Element
+
+AIR = DomainSet(["air.example", "*.air.example"])
+GROUND = DomainSet(["ground.example", "*.ground.example"])
+
+
+def session(local: DomainSet, peer: DomainSet, **kw) -> X2XSession:
+    settings = X2XSettings(peer_domains=peer, is_local=local.__contains__, **kw)
+    return X2XSession(settings, now=0.0)
+
+
+def air() -> X2XSession:
+    """Air's session: its peer is ground."""
+    return session(AIR, GROUND)
+
+
+def ground() -> X2XSession:
+    return session(GROUND, AIR)
+
+
+def message(frm: str, to: str, body: str = "hi", **attrs: str) -> Element:
+    el = Element(f"{{{SERVER_NS}}}message", {"from": frm, "to": to, **attrs})
+    el.subelement(f"{{{SERVER_NS}}}body", text=body)
+    return el
+
+
+def transfer(a: X2XSession, b: X2XSession, now: float = 0.0) -> list[x2x.Event]:
+    return b.receive_data(a.data_to_send(), now)
+
+
+def stanzas(events: list[x2x.Event]) -> list[Element]:
+    return [e.stanza for e in events if isinstance(e, x2x.StanzaIn)]
+
+
+def closed(events: list[x2x.Event]) -> x2x.Closed | None:
+    return next((e for e in events if isinstance(e, x2x.Closed)), None)
+
+
+def stream_error_sent(events: list[x2x.Event]) -> str | None:
+    ev = next((e for e in events if isinstance(e, x2x.StreamErrorSent)), None)
+    return ev.condition if ev else None
+
+
+# -- implied stream ------------------------------------------------------------------------
+def test_nothing_is_sent_before_the_first_stanza():
+    a = air()
+    assert a.data_to_send() == b""
+    assert a.timer() == 60.0  # only the keepalive is pending
+
+
+def test_first_bytes_are_the_first_stanza():
+    a = air()
+    a.send_stanza(message("pilot@air.example/r", "ops@ground.example"), 0.0)
+    data = a.data_to_send()
+    assert data == (
+        b"<message from='pilot@air.example/r' to='ops@ground.example'><body>hi</body></message>"
+    )
+
+
+def test_stanzas_flow_both_ways_on_one_session_pair():
+    a, g = air(), ground()
+    m1 = message("pilot@air.example", "ops@ground.example", "up")
+    m2 = message("ops@ground.example", "pilot@air.example", "down")
+    a.send_stanza(m1, 0.0)
+    assert stanzas(transfer(a, g)) == [m1]
+    g.send_stanza(m2, 0.0)
+    assert stanzas(transfer(g, a)) == [m2]
+    assert a.counters.stanzas_out == 1 and a.counters.stanzas_in == 1
+
+
+def test_wildcard_peer_domain_is_accepted():
+    a, g = air(), ground()
+    m = message("room@conference.ground.example/nick", "pilot@air.example")
+    g.send_stanza(m, 0.0)
+    assert stanzas(transfer(g, a)) == [m]
+
+
+def test_presence_and_iq_are_stanzas_too():
+    a, g = air(), ground()
+    p = Element(f"{{{SERVER_NS}}}presence", {"from": "a@air.example/x", "to": "b@ground.example"})
+    iq = Element(
+        f"{{{SERVER_NS}}}iq",
+        {"from": "a@air.example/x", "to": "ground.example", "type": "get", "id": "1"},
+        [Element("{urn:xmpp:ping}ping")],
+    )
+    a.send_stanza(p, 0.0)
+    a.send_stanza(iq, 0.0)
+    data = a.data_to_send()
+    assert b"<ping xmlns='urn:xmpp:ping'/>" in data
+    assert stanzas(g.receive_data(data, 0.0)) == [p, iq]
+
+
+# -- validation (§4.5 as RFC 6120 S2S) ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "condition"),
+    [
+        # from a domain the peer does not serve
+        (b"<message from='x@evil.example' to='p@air.example'/>", "invalid-from"),
+        # a suffix match must be on a label boundary
+        (b"<message from='x@notground.example' to='p@air.example'/>", "invalid-from"),
+        # from one of *our* domains: spoofing
+        (b"<message from='x@air.example' to='p@air.example'/>", "invalid-from"),
+        # malformed from that is not even a domain of the peer
+        (b"<message from='@@' to='p@air.example'/>", "invalid-from"),
+        # to a domain we do not serve
+        (b"<message from='x@ground.example' to='p@elsewhere.example'/>", "host-unknown"),
+        (b"<message from='x@ground.example' to='p@ground.example'/>", "host-unknown"),
+        # addresses missing
+        (b"<message to='p@air.example'/>", "improper-addressing"),
+        (b"<message from='x@ground.example'/>", "improper-addressing"),
+        (b"<presence/>", "improper-addressing"),
+        # not a stanza
+        (b"<foo xmlns='urn:example'/>", "unsupported-stanza-type"),
+        (
+            b"<db:result xmlns:db='jabber:server:dialback' from='ground.example'"
+            b" to='air.example'>k</db:result>",
+            "unsupported-stanza-type",
+        ),
+        (b"<r xmlns='urn:xmpp:sm:3'/>", "unsupported-stanza-type"),
+        (b"<stream:features/>", "unsupported-stanza-type"),
+        # XML hygiene
+        (b"<!-- hi --><message/>", "restricted-xml"),
+        (
+            b"<message from='x@ground.example' to='p@air.example'><a></b></message>",
+            "not-well-formed",
+        ),
+        (b"<foo:message/>", "bad-namespace-prefix"),
+    ],
+)
+def test_invalid_input_is_a_stream_error(raw: bytes, condition: str):
+    a = air()
+    events = a.receive_data(raw, 0.0)
+    assert stream_error_sent(events) == condition
+    assert closed(events) is not None
+    assert stanzas(events) == []
+    assert a.state is x2x.State.CLOSED
+    out = a.data_to_send()
+    assert out.startswith(b"<stream:error><" + condition.encode())
+    assert b"xmlns='urn:ietf:params:xml:ns:xmpp-streams'" in out
+    assert out.endswith(b"</stream:error></stream:stream>")
+    # dead: nothing more is read
+    assert a.receive_data(b"<message from='x@ground.example' to='p@air.example'/>", 0.0) == []
+
+
+def test_stanzas_before_an_invalid_one_are_delivered():
+    a = air()
+    good = b"<message from='x@ground.example' to='p@air.example'/>"
+    events = a.receive_data(
+        good + b"<message from='x@evil.example' to='p@air.example'/>" + good, 0.0
+    )
+    assert len(stanzas(events)) == 1
+    assert stream_error_sent(events) == "invalid-from"
+
+
+def test_stream_error_is_readable_by_the_peer():
+    a, g = air(), ground()
+    a.receive_data(b"<message from='x@evil.example' to='p@air.example'/>", 0.0)
+    events = transfer(a, g)
+    err = next(e for e in events if isinstance(e, x2x.StreamErrorReceived))
+    assert err.condition == "invalid-from"
+    assert "evil.example" in (err.text or "")
+    assert closed(events) is not None
+    # g answered the close? It had not closed yet, so it sent ours in reply.
+    assert g.data_to_send() == b"</stream:stream>"
+
+
+def test_malformed_to_from_a_valid_peer_is_a_stanza_error():
+    a = air()
+    raw = b"<message from='x@ground.example' to='a b@air.example' id='m1'/>"
+    events = a.receive_data(raw, 0.0)
+    rejected = [e for e in events if isinstance(e, x2x.StanzaRejected)]
+    assert len(rejected) == 1
+    assert rejected[0].error.condition == "jid-malformed"
+    assert rejected[0].stanza.get("id") == "m1"
+    assert a.state is x2x.State.OPEN
+
+
+def test_malformed_from_localpart_in_a_peer_domain_is_a_stanza_error():
+    a = air()
+    events = a.receive_data(b"<message from='a b@ground.example' to='p@air.example'/>", 0.0)
+    assert isinstance(events[0], x2x.StanzaRejected)
+    assert a.state is x2x.State.OPEN
+
+
+def test_oversized_stanza_is_a_policy_violation():
+    a = session(AIR, GROUND, max_stanza_size=1024)
+    big = b"<message from='x@ground.example' to='p@air.example'><body>" + b"x" * 2000
+    events = []
+    for i in range(0, len(big), 100):
+        events += a.receive_data(big[i : i + 100], 0.0)
+    assert stream_error_sent(events) == "policy-violation"
+
+
+# -- stream header received anyway -----------------------------------------------------------
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' to='air.example' version='1.0'>",
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
+        b" to='air.example' version='1.0'>",
+    ],
+)
+def test_stream_header_from_peer_is_answered_with_policy_violation(header: bytes):
+    a = air()
+    events = a.receive_data(header, 0.0)
+    assert stream_error_sent(events) == "policy-violation"
+    out = a.data_to_send()
+    # Our own header first, so that a standard RFC 6120 peer can parse the error.
+    assert out.startswith(b"<?xml version='1.0'?><stream:stream ")
+    assert b"<stream:error><policy-violation " in out
+    assert out.endswith(b"</stream:stream>")
+
+
+# -- close exchange ---------------------------------------------------------------------------
+def test_close_exchange_initiated_by_us():
+    a, g = air(), ground()
+    a.close(1.0)
+    assert a.state is x2x.State.CLOSING
+    assert a.timer() == 11.0
+    events = transfer(a, g, 1.5)
+    assert any(isinstance(e, x2x.PeerClosing) for e in events)
+    assert closed(events) is not None and g.state is x2x.State.CLOSED
+    events = transfer(g, a, 2.0)
+    assert closed(events) is not None and a.state is x2x.State.CLOSED
+    assert a.data_to_send() == b""
+
+
+def test_close_exchange_initiated_by_peer():
+    a = air()
+    events = a.receive_data(
+        b"<message from='x@ground.example' to='p@air.example'/></stream:stream>", 0.0
+    )
+    assert len(stanzas(events)) == 1
+    assert closed(events) is not None
+    assert a.data_to_send() == b"</stream:stream>"
+
+
+def test_close_times_out_when_peer_does_not_answer():
+    a = air()
+    a.close(0.0)
+    assert a.handle_timer(5.0) == []
+    events = a.handle_timer(10.0)
+    assert closed(events) is not None
+    assert a.state is x2x.State.CLOSED
+
+
+def test_stanzas_received_while_closing_are_still_delivered():
+    a = air()
+    a.close(0.0)
+    a.data_to_send()
+    events = a.receive_data(b"<message from='x@ground.example' to='p@air.example'/>", 0.1)
+    assert len(stanzas(events)) == 1
+
+
+def test_send_after_close_is_refused():
+    a = air()
+    a.close(0.0)
+    with pytest.raises(RuntimeError):
+        a.send_stanza(message("a@air.example", "b@ground.example"), 0.0)
+
+
+# -- keepalive --------------------------------------------------------------------------------
+def test_whitespace_keepalive_when_idle():
+    a = session(AIR, GROUND, keepalive=30.0)
+    assert a.timer() == 30.0
+    a.handle_timer(29.0)
+    assert a.data_to_send() == b""
+    a.handle_timer(30.0)
+    assert a.data_to_send() == b" "
+    assert a.timer() == 60.0
+    # a stanza sent postpones the next keepalive
+    a.send_stanza(message("a@air.example", "b@ground.example"), 50.0)
+    a.data_to_send()
+    assert a.timer() == 80.0
+
+
+def test_keepalive_disabled():
+    a = session(AIR, GROUND, keepalive=0)
+    assert a.timer() is None
+
+
+def test_received_keepalives_are_ignored():
+    a = air()
+    events = a.receive_data(b"  \n <message from='x@ground.example' to='p@air.example'/> \t ", 0.0)
+    assert len(stanzas(events)) == 1
+    assert a.state is x2x.State.OPEN
+
+
+# -- split reads -----------------------------------------------------------------------------
+TRANSCRIPT = (
+    " <message from='ops@ground.example/desk' to='pilot@air.example' type='chat' id='1'>"
+    "<body>Élan &amp; ünïcödé ✈ &lt;ok&gt;</body></message>"
+    "<presence from='ops@ground.example/desk' to='pilot@air.example'><show>away</show></presence>"
+    " <iq from='ground.example' to='air.example' type='get' id='p'><ping xmlns='urn:xmpp:ping'/>"
+    "</iq></stream:stream>"
+).encode()
+
+
+def _run(chunks: list[bytes]) -> tuple[list[Element], bytes]:
+    a = air()
+    events: list[x2x.Event] = []
+    for c in chunks:
+        events += a.receive_data(c, 0.0)
+    return stanzas(events), a.data_to_send()
+
+
+def test_split_reads_at_every_offset_give_the_same_result():
+    whole = _run([TRANSCRIPT])
+    assert len(whole[0]) == 3
+    assert whole[1] == b"</stream:stream>"
+    assert whole[0][0].find(f"{{{SERVER_NS}}}body").text == "Élan & ünïcödé ✈ <ok>"
+    for i in range(1, len(TRANSCRIPT)):
+        assert _run([TRANSCRIPT[:i], TRANSCRIPT[i:]]) == whole, i
+
+
+def test_byte_by_byte():
+    assert _run([TRANSCRIPT[i : i + 1] for i in range(len(TRANSCRIPT))]) == _run([TRANSCRIPT])
