@@ -1,0 +1,1105 @@
+"""Configuration: a TOML file read into frozen dataclasses.
+
+Every problem in the file is reported at once: `load_config` raises one `ConfigError` listing
+each `ConfigProblem` with its key path (``peer[0].identity.addresses[1]``) and what was expected.
+Parsing is split in two passes: each table is read into a *draft* (plain dicts, with `_BAD` for
+values that failed), then the cross-checks run over whatever was valid, and only a file without
+problems is turned into the dataclasses.
+
+Nothing here logs; `warnings_for` returns the warnings for the application to log
+(`log_warnings` does so on the ``zerolink.config`` logger).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import logging
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from zerolink.errors import ConfigError, ConfigProblem
+from zerolink.jid import normalize_domain
+
+__all__ = [
+    "DEFAULT_COMPONENT_PORT",
+    "DEFAULT_S2S_PORT",
+    "ComponentConfig",
+    "ComponentListenerConfig",
+    "Config",
+    "Endpoint",
+    "IdentityConfig",
+    "PeerConfig",
+    "ServerConfig",
+    "load_config",
+    "log_warnings",
+    "parse_config",
+    "parse_endpoint",
+    "summary",
+    "warnings_for",
+]
+
+logger = logging.getLogger("zerolink.config")
+
+DEFAULT_S2S_PORT = 5269
+DEFAULT_COMPONENT_PORT = 5347
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A TCP endpoint: an IP literal (IPv6 without brackets) or a hostname, and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    name: str
+    domains: tuple[str, ...]
+    data_dir: Path
+    log_level: str = "info"
+    max_stanza_size: int = 262144
+    max_depth: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentConfig:
+    domain: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    mode: str
+    addresses: tuple[IPNetwork, ...] = ()
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    name: str
+    domains: tuple[str, ...]
+    remote: Endpoint | None
+    listen: Endpoint | None
+    source: str | None
+    identity: IdentityConfig
+    direction: str = "both"
+    connect: str = "always"
+    idle_timeout: float = 300.0
+    keepalive: float = 60.0
+    stanza_timeout: float = 300.0
+    queue_limit: int = 10000
+    reconnect_min: float = 1.0
+    reconnect_max: float = 120.0
+    connect_timeout: float = 30.0
+    close_timeout: float = 10.0
+    tcp_user_timeout: float = 60.0
+    initial_delay: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentListenerConfig:
+    listen: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    server: ServerConfig
+    component_listener: ComponentListenerConfig | None
+    components: tuple[ComponentConfig, ...]
+    peers: tuple[PeerConfig, ...]
+
+
+# --------------------------------------------------------------------------- key sets
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DIRECTIONS = ("both", "outbound", "inbound")
+CONNECT_MODES = ("always", "on-demand")
+IDENTITY_MODES = ("address", "implicit")
+FUTURE_IDENTITY_MODES = ("tls",)
+
+TOP_KEYS = ("server", "component_listener", "component", "peer")
+SERVER_KEYS = ("name", "domains", "data_dir", "log_level", "max_stanza_size", "max_depth")
+COMPONENT_LISTENER_KEYS = ("listen",)
+COMPONENT_KEYS = ("domain", "secret")
+IDENTITY_KEYS = ("mode", "addresses", "port")
+
+MIN_STANZA_SIZE = 1024
+MIN_DEPTH = 8
+
+# Peer durations: key -> (default, strictly positive?)
+PEER_DURATIONS: dict[str, tuple[float, bool]] = {
+    "idle_timeout": (300.0, True),
+    "keepalive": (60.0, False),
+    "stanza_timeout": (300.0, True),
+    "reconnect_min": (1.0, True),
+    "reconnect_max": (120.0, True),
+    "connect_timeout": (30.0, True),
+    "close_timeout": (10.0, True),
+    "tcp_user_timeout": (60.0, False),
+    "initial_delay": (0.5, False),
+}
+PEER_KEYS = (
+    "name",
+    "domains",
+    "remote",
+    "listen",
+    "source",
+    "identity",
+    "direction",
+    "connect",
+    "queue_limit",
+    *PEER_DURATIONS,
+)
+
+_PEER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POSITION_RE = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+_TOML_EOF_RE = re.compile(r"^(?P<msg>.*) \(at end of document\)$")
+
+
+class _Bad:
+    """Marks a value that failed validation (its problem is already recorded)."""
+
+    def __repr__(self) -> str:
+        return "<bad>"
+
+
+_BAD: Any = _Bad()
+_MISSING: Any = object()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _key(path: str, key: str) -> str:
+    part = key if _BARE_KEY_RE.fullmatch(key) else '"' + key.replace('"', '\\"') + '"'
+    return f"{path}.{part}" if path else part
+
+
+def _index(path: str, i: int) -> str:
+    return f"{path}[{i}]"
+
+
+def _describe(value: Any) -> str:
+    """Name a TOML value for a message: "string 'x'", "integer 5", "a table"."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date | time):
+        return f"date/time {value.isoformat()}"
+    return type(value).__name__  # pragma: no cover - tomllib yields nothing else
+
+
+def _quoted_list(choices: Iterable[str]) -> str:
+    return ", ".join(f"'{c}'" for c in choices)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_network(host: str) -> IPNetwork:
+    """A single IP literal as a /32 or /128 network (any IPv6 zone dropped)."""
+    return ipaddress.ip_network(host.split("%", 1)[0])
+
+
+class _Ctx:
+    def __init__(self) -> None:
+        self.problems: list[ConfigProblem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(ConfigProblem(path, message))
+
+    # -- tables
+
+    def table(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any] | None:
+        """Check `value` is a table and report its unknown keys; None if not a table."""
+        if not isinstance(value, dict):
+            self.add(path, f"expected a table, got {_describe(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.add(
+                    _key(path, key),
+                    f"unknown key; expected one of: {', '.join(allowed)}"
+                    + _did_you_mean(key, allowed),
+                )
+        return value
+
+    def array_of_tables(self, value: Any, path: str) -> list[Any]:
+        if isinstance(value, dict):
+            self.add(
+                path,
+                f"expected an array of tables ([[{path}]]), got a single table ([{path}])",
+            )
+            return []
+        if not isinstance(value, list):
+            self.add(path, f"expected an array of tables ([[{path}]]), got {_describe(value)}")
+            return []
+        return value
+
+    # -- scalars
+
+    def string(self, table: dict[str, Any], key: str, path: str, *, default: Any = _MISSING) -> Any:
+        p = _key(path, key)
+        if key not in table:
+            if default is _MISSING:
+                self.add(p, "required key is missing")
+                return _BAD
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            self.add(p, f"expected a string, got {_describe(value)}")
+            return _BAD
+        if not value.strip():
+            self.add(p, "must not be empty")
+            return _BAD
+        return value
+
+    def choice(
+        self, table: dict[str, Any], key: str, path: str, choices: tuple[str, ...], default: str
+    ) -> Any:
+        p = _key(path, key)
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, str) and value.lower() in choices:
+            return value.lower()
+        got = _describe(value)
+        hint = _did_you_mean(value.lower(), choices) if isinstance(value, str) else ""
+        self.add(p, f"expected one of {_quoted_list(choices)}, got {got}{hint}")
+        return _BAD
+
+    def integer(
+        self, table: dict[str, Any], key: str, path: str, default: int, *, minimum: int
+    ) -> Any:
+        p = _key(path, key)
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(p, f"expected an integer, got {_describe(value)}")
+            return _BAD
+        if value < minimum:
+            self.add(p, f"must be >= {minimum}, got {value}")
+            return _BAD
+        return value
+
+    def duration(
+        self, table: dict[str, Any], key: str, path: str, default: float, *, positive: bool
+    ) -> Any:
+        p = _key(path, key)
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(p, f"expected a number of seconds, got {_describe(value)}")
+            return _BAD
+        if not math.isfinite(value):
+            self.add(p, f"expected a finite number of seconds, got {value}")
+            return _BAD
+        if positive and value <= 0:
+            self.add(p, f"must be > 0 seconds, got {value}")
+            return _BAD
+        if value < 0:
+            self.add(p, f"must be >= 0 seconds, got {value}")
+            return _BAD
+        return float(value)
+
+    def port(self, value: Any, path: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(path, f"expected a port number (1-65535), got {_describe(value)}")
+            return _BAD
+        if not 1 <= value <= 65535:
+            self.add(path, f"expected a port number (1-65535), got {value}")
+            return _BAD
+        return value
+
+    def endpoint(self, table: dict[str, Any], key: str, path: str, default_port: int) -> Any:
+        """An optional endpoint string; None when absent, `_BAD` when invalid."""
+        p = _key(path, key)
+        if key not in table:
+            return None
+        value = table[key]
+        if not isinstance(value, str):
+            self.add(p, f"expected 'host:port' or '[IPv6]:port', got {_describe(value)}")
+            return _BAD
+        try:
+            return parse_endpoint(value, default_port)
+        except ValueError as e:
+            self.add(p, str(e))
+            return _BAD
+
+    def domain(self, value: Any, path: str, *, wildcard: bool) -> Any:
+        if not isinstance(value, str):
+            self.add(path, f"expected a domain name, got {_describe(value)}")
+            return _BAD
+        text = value
+        prefix = ""
+        if "*" in text:
+            if not wildcard:
+                self.add(path, f"wildcards are only allowed in peer domains, got {value!r}")
+                return _BAD
+            if not text.startswith("*.") or "*" in text[2:]:
+                self.add(
+                    path,
+                    f"a wildcard must be '*.' followed by a domain (e.g. '*.example.org'), "
+                    f"got {value!r}",
+                )
+                return _BAD
+            prefix, text = "*.", text[2:]
+        try:
+            return prefix + _normalize_domain(text)
+        except ValueError as e:
+            self.add(path, f"invalid domain name {value!r}: {e}")
+            return _BAD
+
+    def domain_list(self, table: dict[str, Any], key: str, path: str, *, wildcard: bool) -> Any:
+        """A required, non-empty array of domains -> [(domain, key path)] of the valid ones.
+
+        Invalid entries are reported and left out; the cross-checks still see the rest.
+        """
+        p = _key(path, key)
+        if key not in table:
+            self.add(p, "required key is missing (an array of at least one domain)")
+            return _BAD
+        value = table[key]
+        if not isinstance(value, list):
+            self.add(p, f"expected an array of domain names, got {_describe(value)}")
+            return _BAD
+        if not value:
+            self.add(p, "at least one domain is required")
+            return _BAD
+        out = []
+        for i, item in enumerate(value):
+            d = self.domain(item, _index(p, i), wildcard=wildcard)
+            if d is not _BAD:
+                out.append((d, _index(p, i)))
+        return out
+
+
+# --------------------------------------------------------------------------- domains
+
+
+def _normalize_domain(text: str) -> str:
+    """Normalize a domain as JIDs do (RFC 7622 domainpart); ValueError if invalid."""
+    return normalize_domain(text)
+
+
+def _wildcard_covers(pattern: str, domain: str) -> bool:
+    """``*.x`` covers every subdomain of x (at any depth), not x itself."""
+    return pattern.startswith("*.") and domain.endswith(pattern[1:])
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint:
+    """Parse "host:port", "host", "[v6]:port" or "[v6]"; ValueError with a readable message."""
+    s = text.strip()
+    if not s:
+        raise ValueError("expected 'host:port' or '[IPv6]:port', got an empty string")
+    port_text: str | None
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise ValueError(f"missing ']' after the IPv6 address in {text!r}")
+        host, rest = s[1:end], s[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"expected ':port' after ']' in {text!r}")
+        port_text = rest[1:] if rest else None
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"expected an IPv6 address inside [...], got {host!r}") from None
+        if addr.version != 6:
+            raise ValueError(f"brackets are for IPv6 addresses only, got {host!r}")
+        host = str(addr)
+    else:
+        if s.count(":") > 1:
+            raise ValueError(f"IPv6 addresses need brackets, e.g. '[::1]:5269'; got {text!r}")
+        host, sep, port_str = s.partition(":")
+        port_text = port_str if sep else None
+        if not host:
+            raise ValueError(f"missing host in {text!r}")
+        host = str(ipaddress.ip_address(host)) if _is_ip(host) else _normalize_hostname(host, text)
+    if port_text is None:
+        port = default_port
+    else:
+        if not port_text.isdigit():
+            raise ValueError(f"expected a port number (1-65535) in {text!r}, got {port_text!r}")
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"expected a port number (1-65535) in {text!r}, got {port}")
+    return Endpoint(host, port)
+
+
+def _normalize_hostname(host: str, text: str) -> str:
+    import idna
+
+    if host.replace(".", "").isdigit():
+        raise ValueError(f"not a valid IPv4 address: {host!r}")
+    try:
+        ascii_form = idna.encode(host.rstrip(".") or host, uts46=True).decode("ascii")
+    except idna.IDNAError as e:
+        raise ValueError(f"expected an IP address or host name in {text!r}: {e}") from None
+    return ascii_form
+
+
+def _unspecified(host: str) -> bool:
+    return _is_ip(host) and ipaddress.ip_address(host).is_unspecified
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def _endpoints_clash(a: Endpoint, b: Endpoint) -> bool:
+    """Two listeners that cannot both be bound: same endpoint, or a wildcard covering the other."""
+    if a.port != b.port:
+        return False
+    if a == b:
+        return True
+    va, vb = _ip_version(a.host), _ip_version(b.host)
+    if va is None or vb is None or va != vb:
+        return False
+    return _unspecified(a.host) or _unspecified(b.host)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _parse_server(ctx: _Ctx, data: dict[str, Any], base_dir: Path, stem: str) -> dict[str, Any]:
+    path = "server"
+    draft: dict[str, Any] = {"domains": _BAD}
+    if "server" not in data:
+        ctx.add(path, "required table [server] is missing (it needs at least 'domains')")
+        return draft
+    t = ctx.table(data["server"], path, SERVER_KEYS)
+    if t is None:
+        return draft
+    name = ctx.string(t, "name", path, default=stem)
+    if name is not _BAD and any(not c.isprintable() for c in name):
+        ctx.add(_key(path, "name"), f"must not contain control characters, got {name!r}")
+        name = _BAD
+    draft["name"] = name
+    draft["domains"] = ctx.domain_list(t, "domains", path, wildcard=False)
+    data_dir = ctx.string(t, "data_dir", path, default=f"{stem}-data")
+    if data_dir is not _BAD:
+        data_dir = base_dir / Path(os.path.expanduser(data_dir))
+    draft["data_dir"] = data_dir
+    draft["log_level"] = ctx.choice(t, "log_level", path, LOG_LEVELS, "info")
+    draft["max_stanza_size"] = ctx.integer(
+        t, "max_stanza_size", path, 262144, minimum=MIN_STANZA_SIZE
+    )
+    draft["max_depth"] = ctx.integer(t, "max_depth", path, 64, minimum=MIN_DEPTH)
+    return draft
+
+
+def _parse_component_listener(ctx: _Ctx, data: dict[str, Any]) -> Any:
+    path = "component_listener"
+    if path not in data:
+        return None
+    t = ctx.table(data[path], path, COMPONENT_LISTENER_KEYS)
+    if t is None:
+        return _BAD
+    if "listen" not in t:
+        ctx.add(_key(path, "listen"), "required key is missing (e.g. listen = '127.0.0.1:5347')")
+        return _BAD
+    return ctx.endpoint(t, "listen", path, DEFAULT_COMPONENT_PORT)
+
+
+def _parse_components(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
+    drafts = []
+    if "component" not in data:
+        return drafts
+    for i, item in enumerate(ctx.array_of_tables(data["component"], "component")):
+        path = _index("component", i)
+        t = ctx.table(item, path, COMPONENT_KEYS)
+        if t is None:
+            continue
+        p = _key(path, "domain")
+        if "domain" in t:
+            domain = ctx.domain(t["domain"], p, wildcard=False)
+        else:
+            ctx.add(p, "required key is missing")
+            domain = _BAD
+        drafts.append({"path": path, "domain": domain, "secret": ctx.string(t, "secret", path)})
+    return drafts
+
+
+def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dict[str, Any]:
+    """-> {"mode", "addresses": [(network, path)] | _BAD, "port"}."""
+    p = _key(path, "identity")
+    raw = t.get("identity", {"mode": "address"})
+    if isinstance(raw, str):
+        raw = {"mode": raw}
+        table: dict[str, Any] | None = raw
+    elif isinstance(raw, dict):
+        table = ctx.table(raw, p, IDENTITY_KEYS)
+    else:
+        ctx.add(
+            p,
+            f"expected a table or one of the strings {_quoted_list(IDENTITY_MODES)}, "
+            f"got {_describe(raw)}",
+        )
+        table = None
+    draft: dict[str, Any] = {"mode": _BAD, "addresses": _BAD, "port": _BAD, "path": p}
+    if table is None:
+        return draft
+
+    mode_path = _key(p, "mode")
+    mode = table.get("mode", _MISSING)
+    if mode is _MISSING:
+        ctx.add(
+            mode_path, f"required key is missing; expected one of {_quoted_list(IDENTITY_MODES)}"
+        )
+    elif isinstance(mode, str) and mode.lower() in IDENTITY_MODES:
+        mode = mode.lower()
+    elif isinstance(mode, str) and mode.lower() in FUTURE_IDENTITY_MODES:
+        ctx.add(
+            mode_path,
+            f"identity mode {mode!r} is not supported yet; "
+            f"expected one of {_quoted_list(IDENTITY_MODES)}",
+        )
+        mode = _MISSING
+    else:
+        hint = _did_you_mean(mode.lower(), IDENTITY_MODES) if isinstance(mode, str) else ""
+        ctx.add(
+            mode_path,
+            f"expected one of {_quoted_list(IDENTITY_MODES)}, got {_describe(mode)}{hint}",
+        )
+        mode = _MISSING
+    draft["mode"] = _BAD if mode is _MISSING else mode
+
+    if mode == "implicit":
+        for key in ("addresses", "port"):
+            if key in table:
+                ctx.add(
+                    _key(p, key),
+                    "only used with mode = 'address'; mode 'implicit' accepts any connection "
+                    "on the listener",
+                )
+        draft["addresses"], draft["port"] = [], None
+        return draft
+
+    # mode "address" (or unknown: still check what is there, to report everything at once)
+    port: Any = None
+    if "port" in table:
+        port = ctx.port(table["port"], _key(p, "port"))
+    draft["port"] = port
+
+    addrs_path = _key(p, "addresses")
+    if "addresses" in table:
+        value = table["addresses"]
+        if not isinstance(value, list):
+            ctx.add(
+                addrs_path,
+                f"expected an array of IP addresses or CIDR networks, got {_describe(value)}",
+            )
+            draft["addresses"] = _BAD
+        elif not value:
+            ctx.add(addrs_path, "at least one IP address or CIDR network is required")
+            draft["addresses"] = _BAD
+        else:
+            out = []
+            for i, item in enumerate(value):
+                net = _parse_network(ctx, item, _index(addrs_path, i))
+                if net is not _BAD:
+                    out.append((net, _index(addrs_path, i)))
+            draft["addresses"] = out
+    elif mode == "address":
+        if remote is _BAD:
+            pass  # the remote's own problem is reported; do not pile on
+        elif remote is not None and _is_ip(remote.host):
+            # Defaulted from the remote: name that key in any later problem about it.
+            draft["addresses"] = [(_host_network(remote.host), _key(path, "remote"))]
+        else:
+            ctx.add(p, "identity.addresses is required when remote is not an IP address")
+    return draft
+
+
+def _parse_network(ctx: _Ctx, value: Any, path: str) -> Any:
+    if not isinstance(value, str):
+        ctx.add(path, f"expected an IP address or CIDR network, got {_describe(value)}")
+        return _BAD
+    text = value.strip()
+    try:
+        if "/" not in text:
+            return _host_network(str(ipaddress.ip_address(text)))
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        ctx.add(path, f"expected an IP address or CIDR network, got {value!r}")
+        return _BAD
+    ctx.add(path, f"network {value!r} has host bits set; did you mean '{loose}'?")
+    return _BAD
+
+
+def _parse_peers(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
+    drafts: list[dict[str, Any]] = []
+    if "peer" not in data:
+        return drafts
+    for i, item in enumerate(ctx.array_of_tables(data["peer"], "peer")):
+        path = _index("peer", i)
+        t = ctx.table(item, path, PEER_KEYS)
+        if t is None:
+            continue
+        d: dict[str, Any] = {"path": path}
+        name = ctx.string(t, "name", path)
+        if name is not _BAD and not _PEER_NAME_RE.fullmatch(name):
+            ctx.add(
+                _key(path, "name"),
+                f"expected letters, digits, '_', '.' or '-' only, got {name!r}",
+            )
+            name = _BAD
+        d["name"] = name
+        d["domains"] = ctx.domain_list(t, "domains", path, wildcard=True)
+        d["direction"] = ctx.choice(t, "direction", path, DIRECTIONS, "both")
+        d["connect"] = ctx.choice(t, "connect", path, CONNECT_MODES, "always")
+        d["remote"] = ctx.endpoint(t, "remote", path, DEFAULT_S2S_PORT)
+        d["listen"] = ctx.endpoint(t, "listen", path, DEFAULT_S2S_PORT)
+        if d["remote"] is None and d["direction"] in ("both", "outbound"):
+            ctx.add(
+                _key(path, "remote"),
+                f"required key is missing (direction is '{d['direction']}', so we dial this "
+                "peer); set direction = 'inbound' if it always connects to us",
+            )
+            d["remote"] = _BAD
+        if d["listen"] is None and d["direction"] in ("both", "inbound"):
+            ctx.add(
+                _key(path, "listen"),
+                f"required key is missing (direction is '{d['direction']}', so this peer may "
+                "connect to us); set direction = 'outbound' if we always dial it",
+            )
+            d["listen"] = _BAD
+        d["source"] = _parse_source(ctx, t, path, d["remote"], d["listen"])
+        d["identity"] = _parse_identity(ctx, t, path, d["remote"])
+        d["queue_limit"] = ctx.integer(t, "queue_limit", path, 10000, minimum=0)
+        for key, (default, positive) in PEER_DURATIONS.items():
+            d[key] = ctx.duration(t, key, path, default, positive=positive)
+        drafts.append(d)
+    return drafts
+
+
+def _parse_source(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any, listen: Any) -> Any:
+    p = _key(path, "source")
+    remote_version = _ip_version(remote.host) if isinstance(remote, Endpoint) else None
+    if "source" not in t:
+        # Default: dial from the address we listen on, so the peer sees the same address
+        # whichever side opened the connection; only when that is a usable IP literal.
+        if not isinstance(listen, Endpoint):
+            return None
+        host = listen.host
+        version = _ip_version(host)
+        if version is None or _unspecified(host):
+            return None
+        if remote_version is not None and remote_version != version:
+            return None
+        return host
+    value = t["source"]
+    if not isinstance(value, str):
+        ctx.add(p, f"expected an IP address, got {_describe(value)}")
+        return _BAD
+    try:
+        addr = ipaddress.ip_address(value.strip())
+    except ValueError:
+        ctx.add(p, f"expected an IP address (no port), got {value!r}")
+        return _BAD
+    if remote_version is not None and addr.version != remote_version:
+        ctx.add(
+            p,
+            f"source {value!r} is IPv{addr.version} but remote {remote} is IPv{remote_version}",
+        )
+        return _BAD
+    return str(addr)
+
+
+# --------------------------------------------------------------------------- cross-checks
+
+
+def _cross_check(
+    ctx: _Ctx,
+    server: dict[str, Any],
+    listener: Any,
+    components: list[dict[str, Any]],
+    peers: list[dict[str, Any]],
+) -> None:
+    # Every domain (or wildcard) is claimed by exactly one place.
+    claims: dict[str, str] = {}
+    local: list[tuple[str, str]] = []  # our own domains: server and components
+
+    def claim(domain: str, where: str, owner: str) -> None:
+        if domain in claims:
+            ctx.add(where, f"domain '{domain}' is already claimed by {claims[domain]}")
+        else:
+            claims[domain] = f"{owner} ({where})"
+
+    if server["domains"] is not _BAD:
+        for d, where in server["domains"]:
+            claim(d, where, "the server")
+            local.append((d, where))
+    for c in components:
+        if c["domain"] is not _BAD:
+            claim(c["domain"], _key(c["path"], "domain"), f"component '{c['domain']}'")
+            local.append((c["domain"], _key(c["path"], "domain")))
+    for peer in peers:
+        if peer["domains"] is _BAD:
+            continue
+        owner = f"peer '{peer['name']}'" if peer["name"] is not _BAD else "a peer"
+        for d, where in peer["domains"]:
+            claim(d, where, owner)
+            # A peer's wildcard must not cover one of our own domains: the peer could then
+            # send stanzas from our domains and we would route our own traffic to it.
+            for ld, lwhere in local:
+                if _wildcard_covers(d, ld):
+                    ctx.add(where, f"wildcard '{d}' covers our own domain '{ld}' ({lwhere})")
+
+    # Peer names are unique.
+    names: dict[str, str] = {}
+    for peer in peers:
+        name = peer["name"]
+        if name is _BAD:
+            continue
+        where = _key(peer["path"], "name")
+        if name in names:
+            ctx.add(where, f"peer name '{name}' is already used by {names[name]}")
+        else:
+            names[name] = peer["path"]
+
+    for peer in peers:
+        # on-demand links are opened by us, so we must be allowed to dial.
+        if peer["direction"] == "inbound" and peer["connect"] == "on-demand":
+            ctx.add(
+                _key(peer["path"], "connect"),
+                "on-demand needs a peer we may dial (direction is 'inbound'); "
+                "use connect = 'always' or another direction",
+            )
+        lo, hi = peer["reconnect_min"], peer["reconnect_max"]
+        if lo is not _BAD and hi is not _BAD and lo > hi:
+            ctx.add(
+                _key(peer["path"], "reconnect_min"),
+                f"must be <= reconnect_max ({hi:g}), got {lo:g}",
+            )
+
+    _check_listeners(ctx, listener, components, peers)
+
+
+def _check_listeners(
+    ctx: _Ctx, listener: Any, components: list[dict[str, Any]], peers: list[dict[str, Any]]
+) -> None:
+    if components and listener is None:
+        ctx.add(
+            "component_listener",
+            "required table [component_listener] is missing; [[component]] entries need it",
+        )
+
+    listening = [p for p in peers if isinstance(p["listen"], Endpoint)]
+
+    # The component listener must be a socket of its own.
+    if isinstance(listener, Endpoint):
+        for peer in listening:
+            if _endpoints_clash(listener, peer["listen"]):
+                ctx.add(
+                    "component_listener.listen",
+                    f"{listener} clashes with the listen endpoint {peer['listen']} of "
+                    f"{peer['path']}; the component listener needs its own address or port",
+                )
+
+    # Distinct peer listen endpoints that still cannot both be bound (wildcard + specific).
+    seen: list[dict[str, Any]] = []
+    for peer in listening:
+        for other in seen:
+            if other["listen"] != peer["listen"] and _endpoints_clash(
+                other["listen"], peer["listen"]
+            ):
+                ctx.add(
+                    _key(peer["path"], "listen"),
+                    f"{peer['listen']} overlaps {other['listen']} ({other['path']}.listen): "
+                    "a wildcard address covers every address on its port, so both cannot be "
+                    "bound; give both peers the same listen endpoint or use different ports",
+                )
+                break
+        seen.append(peer)
+
+    # Peers sharing one listener must be told apart by their identity.
+    groups: dict[Endpoint, list[dict[str, Any]]] = {}
+    for peer in listening:
+        groups.setdefault(peer["listen"], []).append(peer)
+    for endpoint, group in groups.items():
+        if len(group) < 2:
+            continue
+        for peer in group:
+            if peer["identity"]["mode"] == "implicit":
+                others = ", ".join(
+                    f"'{o['name']}' ({o['path']})" if o["name"] is not _BAD else o["path"]
+                    for o in group
+                    if o is not peer
+                )
+                ctx.add(
+                    peer["identity"]["path"],
+                    f"mode 'implicit' accepts every connection on {endpoint}, which is shared "
+                    f"with {others}; give this peer its own listen endpoint or use "
+                    "mode = 'address'",
+                )
+        address_peers = [
+            p
+            for p in group
+            if p["identity"]["mode"] == "address"
+            and p["identity"]["addresses"] is not _BAD
+            and p["identity"]["port"] is not _BAD
+        ]
+        for j, peer in enumerate(address_peers):
+            for other in address_peers[:j]:
+                _check_overlap(ctx, endpoint, other, peer)
+
+
+def _check_overlap(
+    ctx: _Ctx, endpoint: Endpoint, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    a, b = first["identity"], second["identity"]
+    if a["port"] is not None and b["port"] is not None and a["port"] != b["port"]:
+        return
+    for net_b, where_b in b["addresses"]:
+        for net_a, where_a in a["addresses"]:
+            if net_a.version == net_b.version and net_a.overlaps(net_b):
+                ctx.add(
+                    where_b,
+                    f"{net_b} overlaps {net_a} ({where_a}) on the shared listener {endpoint}; "
+                    "a connection from there could not be told apart (use distinct addresses, "
+                    "distinct identity ports, or separate listen endpoints)",
+                )
+                return
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_config(
+    data: dict[str, Any],
+    *,
+    base_dir: Path,
+    source: str = "<config>",
+    path: Path | None = None,
+) -> Config:
+    """Validate a parsed TOML document; raises `ConfigError` listing every problem.
+
+    `base_dir` resolves relative paths; `path` (the file, if any) names the defaults:
+    server.name is its stem and data_dir is "<stem>-data" ("zerolink" without a file).
+    """
+    ctx = _Ctx()
+    stem = path.stem if path is not None else "zerolink"
+    base_dir = Path(base_dir)
+    if not isinstance(data, dict):  # pragma: no cover - tomllib always yields a dict
+        raise ConfigError(source, [ConfigProblem("", "expected a TOML table at the top level")])
+    ctx.table(data, "", TOP_KEYS)
+    server = _parse_server(ctx, data, base_dir, stem)
+    listener = _parse_component_listener(ctx, data)
+    components = _parse_components(ctx, data)
+    peers = _parse_peers(ctx, data)
+    _cross_check(ctx, server, listener, components, peers)
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+
+    return Config(
+        path=path,
+        server=ServerConfig(
+            name=server["name"],
+            domains=tuple(d for d, _ in server["domains"]),
+            data_dir=server["data_dir"],
+            log_level=server["log_level"],
+            max_stanza_size=server["max_stanza_size"],
+            max_depth=server["max_depth"],
+        ),
+        component_listener=(
+            ComponentListenerConfig(listen=listener) if listener is not None else None
+        ),
+        components=tuple(ComponentConfig(c["domain"], c["secret"]) for c in components),
+        peers=tuple(_build_peer(p) for p in peers),
+    )
+
+
+def _build_peer(d: dict[str, Any]) -> PeerConfig:
+    ident = d["identity"]
+    return PeerConfig(
+        name=d["name"],
+        domains=tuple(x for x, _ in d["domains"]),
+        remote=d["remote"],
+        listen=d["listen"],
+        source=d["source"],
+        identity=IdentityConfig(
+            mode=ident["mode"],
+            addresses=tuple(n for n, _ in ident["addresses"]),
+            port=ident["port"],
+        ),
+        direction=d["direction"],
+        connect=d["connect"],
+        queue_limit=d["queue_limit"],
+        **{key: d[key] for key in PEER_DURATIONS},
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file; raises `ConfigError` listing every problem.
+
+    Relative paths inside the file resolve against the file's folder.
+    """
+    source = str(path)
+    file = Path(path).expanduser().absolute()
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigProblem("", "configuration file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            source, [ConfigProblem("", "is a directory, not a configuration file")]
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            source, [ConfigProblem("", f"cannot read configuration file: {e.strerror or e}")]
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            source, [ConfigProblem("", f"not valid UTF-8 (byte offset {e.start})")]
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, [ConfigProblem("", _toml_error_message(e, text))]) from None
+    return parse_config(data, base_dir=file.parent, source=source, path=file)
+
+
+def _toml_error_message(error: tomllib.TOMLDecodeError, text: str) -> str:
+    msg = str(error)
+    m = _TOML_POSITION_RE.match(msg)
+    if m:
+        return f"TOML syntax error at line {m['line']}, column {m['col']}: {m['msg']}"
+    m = _TOML_EOF_RE.match(msg)
+    if m:
+        lines = text.splitlines() or [""]
+        return (
+            f"TOML syntax error at end of file (line {len(lines)}, column "
+            f"{len(lines[-1]) + 1}): {m['msg']}"
+        )
+    return f"TOML syntax error: {msg}"  # pragma: no cover - tomllib always gives a position
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def warnings_for(cfg: Config) -> list[str]:
+    """Warnings about a valid configuration, for the application to log."""
+    out = []
+    for peer in cfg.peers:
+        if peer.identity.mode == "implicit":
+            where = f" on {peer.listen}" if peer.listen is not None else ""
+            out.append(
+                f"peer '{peer.name}': identity mode 'implicit' accepts any connection{where} as "
+                "this peer (XEP-0361 §4.2: NOT RECOMMENDED); prefer mode = 'address'"
+            )
+    return out
+
+
+def log_warnings(cfg: Config, log: logging.Logger | None = None) -> list[str]:
+    """Log `warnings_for(cfg)` at WARNING on the ``zerolink.config`` logger; return them."""
+    found = warnings_for(cfg)
+    for text in found:
+        (log or logger).warning("%s", text)
+    return found
+
+
+def _format_network(net: IPNetwork) -> str:
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return str(net)
+
+
+def _format_identity(ident: IdentityConfig) -> str:
+    if ident.mode == "implicit":
+        return "implicit (any connection on the listener; NOT RECOMMENDED)"
+    if ident.mode == "address":
+        addrs = ", ".join(_format_network(n) for n in ident.addresses)
+        port = f"source port {ident.port}" if ident.port is not None else "any source port"
+        return f"address {addrs} ({port})"
+    return ident.mode  # pragma: no cover - future modes
+
+
+def summary(cfg: Config) -> str:
+    """A short multi-line description for ``zerolink check-config`` (no secrets)."""
+    s = cfg.server
+    lines = [
+        f"server '{s.name}'" + (f" ({cfg.path})" if cfg.path is not None else ""),
+        f"  domains: {', '.join(s.domains)}",
+        f"  data dir: {s.data_dir}",
+        f"  log level: {s.log_level}",
+    ]
+    if cfg.component_listener is not None:
+        lines.append(f"component listener: {cfg.component_listener.listen}")
+        if cfg.components:
+            lines.extend(f"  component {c.domain}" for c in cfg.components)
+        else:
+            lines.append("  (no components)")
+    else:
+        lines.append("component listener: none")
+    if not cfg.peers:
+        lines.append("peers: none")
+    for p in cfg.peers:
+        remote = str(p.remote) if p.remote is not None else "-"
+        if p.remote is not None:
+            remote += f" (from {p.source})" if p.source is not None else " (from any address)"
+        lines += [
+            f"peer '{p.name}'",
+            f"  domains: {', '.join(p.domains)}",
+            f"  remote: {remote}",
+            f"  listen: {p.listen if p.listen is not None else '-'}",
+            f"  direction: {p.direction}, connect: {p.connect}"
+            + (f" (idle timeout {p.idle_timeout:g}s)" if p.connect == "on-demand" else ""),
+            f"  identity: {_format_identity(p.identity)}",
+        ]
+    return "\n".join(line.rstrip() for line in lines)

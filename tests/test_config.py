@@ -1,0 +1,907 @@
+"""Tests for zerolink.config: TOML -> frozen dataclasses, every problem at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from zerolink.config import (
+    ComponentConfig,
+    Config,
+    Endpoint,
+    IdentityConfig,
+    PeerConfig,
+    load_config,
+    log_warnings,
+    parse_config,
+    parse_endpoint,
+    summary,
+    warnings_for,
+)
+from zerolink.errors import ConfigError, ConfigProblem
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+MINIMAL = """
+[server]
+domains = ["air.example"]
+"""
+
+PEER = """
+[server]
+domains = ["air.example"]
+
+[[peer]]
+name = "ground"
+domains = ["ground.example"]
+remote = "127.0.0.3"
+listen = "127.0.0.2"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "test.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str, name: str = "test.toml") -> Config:
+    return load_config(write(tmp_path, text, name))
+
+
+def problems(tmp_path: Path, text: str) -> list[ConfigProblem]:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    return info.value.problems
+
+
+def problem_at(tmp_path: Path, text: str, path: str) -> str:
+    """The message of the one problem at `path` (fails if there is not exactly one)."""
+    found = [p for p in problems(tmp_path, text) if p.path == path]
+    assert len(found) == 1, f"expected one problem at {path!r}, got {found!r}"
+    return found[0].message
+
+
+def parse(data: dict, tmp_path: Path) -> Config:
+    return parse_config(data, base_dir=tmp_path)
+
+
+def parse_problems(data: dict, tmp_path: Path) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        parse(data, tmp_path)
+    return {p.path: p.message for p in info.value.problems}
+
+
+def peer(**overrides: object) -> dict:
+    base: dict = {
+        "name": "ground",
+        "domains": ["ground.example"],
+        "remote": "127.0.0.3",
+        "listen": "127.0.0.2",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def config_with(*peers: dict, **extra: object) -> dict:
+    data: dict = {"server": {"domains": ["air.example"]}, "peer": list(peers)}
+    data.update(extra)
+    return data
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def test_air_example() -> None:
+    cfg = load_config(EXAMPLES / "air.toml")
+    assert cfg.path == (EXAMPLES / "air.toml").absolute()
+    assert cfg.server.name == "air"
+    assert cfg.server.domains == ("air.example",)
+    assert cfg.server.data_dir == EXAMPLES / "air-data"
+    assert cfg.server.log_level == "info"
+    assert cfg.component_listener is not None
+    assert cfg.component_listener.listen == Endpoint("127.0.0.2", 5347)
+    assert cfg.components == (ComponentConfig("bot.air.example", "bot-secret"),)
+    (p,) = cfg.peers
+    assert p.name == "ground"
+    assert p.domains == ("ground.example", "*.ground.example")
+    assert p.remote == Endpoint("127.0.0.3", 5269)
+    assert p.listen == Endpoint("127.0.0.2", 5269)
+    assert p.source == "127.0.0.2"
+    assert p.identity == IdentityConfig("address", (ipaddress.ip_network("127.0.0.3/32"),), None)
+    assert (p.direction, p.connect) == ("both", "always")
+    assert warnings_for(cfg) == []
+
+
+def test_ground_example_mirrors_air() -> None:
+    cfg = load_config(EXAMPLES / "ground.toml")
+    assert cfg.server.name == "ground"
+    assert cfg.server.domains == ("ground.example",)
+    assert cfg.server.data_dir == EXAMPLES / "ground-data"
+    assert cfg.component_listener is not None
+    assert cfg.component_listener.listen == Endpoint("127.0.0.3", 5347)
+    assert cfg.components == (ComponentConfig("bot.ground.example", "bot-secret"),)
+    (p,) = cfg.peers
+    assert p.name == "air"
+    assert p.domains == ("air.example", "*.air.example")
+    assert p.remote == Endpoint("127.0.0.2", 5269)
+    assert p.listen == Endpoint("127.0.0.3", 5269)
+    assert p.source == "127.0.0.3"
+    assert p.identity.mode == "address"
+    assert p.identity.addresses == (ipaddress.ip_network("127.0.0.2/32"),)
+    assert (p.direction, p.connect) == ("both", "always")
+
+
+def test_examples_identify_each_other() -> None:
+    air = load_config(EXAMPLES / "air.toml").peers[0]
+    ground = load_config(EXAMPLES / "ground.toml").peers[0]
+    # Each side dials from an address the other side accepts.
+    assert ipaddress.ip_address(air.source) in ground.identity.addresses[0]
+    assert ipaddress.ip_address(ground.source) in air.identity.addresses[0]
+    assert air.remote == ground.listen and ground.remote == air.listen
+
+
+def test_dataclasses_are_frozen_with_slots() -> None:
+    cfg = load_config(EXAMPLES / "air.toml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.server.name = "x"  # type: ignore[misc]
+    assert not hasattr(cfg.peers[0], "__dict__")
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_defaults(tmp_path: Path) -> None:
+    cfg = load(tmp_path, MINIMAL, "mybox.toml")
+    assert cfg.server.name == "mybox"
+    assert cfg.server.data_dir == tmp_path / "mybox-data"
+    assert cfg.server.log_level == "info"
+    assert cfg.server.max_stanza_size == 262144
+    assert cfg.server.max_depth == 64
+    assert cfg.component_listener is None
+    assert cfg.components == ()
+    assert cfg.peers == ()
+
+
+def test_peer_defaults(tmp_path: Path) -> None:
+    (p,) = load(tmp_path, PEER).peers
+    assert p.remote == Endpoint("127.0.0.3", 5269)
+    assert p.listen == Endpoint("127.0.0.2", 5269)
+    assert p.source == "127.0.0.2"
+    # identity omitted: address mode, accepting the remote's address
+    assert p.identity == IdentityConfig("address", (ipaddress.ip_network("127.0.0.3/32"),))
+    for f in dataclasses.fields(PeerConfig):
+        if f.default is not dataclasses.MISSING:
+            assert getattr(p, f.name) == f.default, f.name
+
+
+def test_parse_config_defaults_without_file(tmp_path: Path) -> None:
+    cfg = parse({"server": {"domains": ["air.example"]}}, tmp_path)
+    assert cfg.path is None
+    assert cfg.server.name == "zerolink"
+    assert cfg.server.data_dir == tmp_path / "zerolink-data"
+
+
+def test_relative_data_dir_resolves_against_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "etc"
+    sub.mkdir()
+    write(sub, '[server]\ndomains = ["a.example"]\ndata_dir = "state/x"\n', "z.toml")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("etc/z.toml")
+    assert cfg.server.data_dir == tmp_path / "etc" / "state" / "x"
+    assert cfg.server.data_dir.is_absolute()
+
+
+def test_absolute_data_dir_kept(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    cfg = load(tmp_path, f'[server]\ndomains = ["a.example"]\ndata_dir = "{target}"\n')
+    assert cfg.server.data_dir == target
+
+
+def test_values_are_normalized(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(
+                domains=["Ground.Example", "*.GROUND.example"],
+                remote="[::1]",
+                listen="[::1]:5270",
+                identity={"mode": "Address", "port": 5269},
+                direction="Outbound",
+            ),
+            server={"domains": ["AIR.example"], "log_level": "DEBUG"},
+        ),
+        tmp_path,
+    )
+    p = cfg.peers[0]
+    assert cfg.server.domains == ("air.example",)
+    assert cfg.server.log_level == "debug"
+    assert p.domains == ("ground.example", "*.ground.example")
+    assert p.remote == Endpoint("::1", 5269)
+    assert p.identity == IdentityConfig("address", (ipaddress.ip_network("::1/128"),), 5269)
+    assert p.direction == "outbound"
+
+
+def test_full_peer(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(
+                source="127.0.0.9",
+                connect="on-demand",
+                idle_timeout=30,
+                keepalive=0,
+                stanza_timeout=600.5,
+                queue_limit=5,
+                reconnect_min=2,
+                reconnect_max=2,
+                connect_timeout=5,
+                close_timeout=1,
+                tcp_user_timeout=0,
+                initial_delay=0,
+                identity={"mode": "address", "addresses": ["10.0.0.0/8", "fd00::1"]},
+            )
+        ),
+        tmp_path,
+    )
+    p = cfg.peers[0]
+    assert p.source == "127.0.0.9"
+    assert p.connect == "on-demand"
+    assert p.idle_timeout == 30.0 and isinstance(p.idle_timeout, float)
+    assert p.keepalive == 0.0
+    assert p.stanza_timeout == 600.5
+    assert p.queue_limit == 5
+    assert (p.reconnect_min, p.reconnect_max) == (2.0, 2.0)
+    assert p.tcp_user_timeout == 0.0
+    assert p.identity.addresses == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("fd00::1/128"),
+    )
+
+
+def test_direction_only_needs_its_endpoint(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(name="out", domains=["out.example"], listen=None, direction="outbound"),
+            peer(
+                name="in",
+                domains=["in.example"],
+                remote=None,
+                direction="inbound",
+                identity={"mode": "address", "addresses": ["10.1.2.3"]},
+            ),
+        ),
+        tmp_path,
+    )
+    out, inb = cfg.peers
+    assert out.listen is None and out.source is None
+    assert inb.remote is None and inb.listen == Endpoint("127.0.0.2", 5269)
+
+
+def test_source_default_skips_wildcard_and_other_family(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(name="a", domains=["a.example"], listen="0.0.0.0:5269"),
+            peer(name="b", domains=["b.example"], listen="[::1]:5270"),
+        ),
+        tmp_path,
+    )
+    assert [p.source for p in cfg.peers] == [None, None]
+
+
+def test_identity_as_string(tmp_path: Path) -> None:
+    cfg = parse(config_with(peer(identity="implicit")), tmp_path)
+    assert cfg.peers[0].identity == IdentityConfig("implicit")
+    cfg = parse(config_with(peer(identity="address")), tmp_path)
+    assert cfg.peers[0].identity.addresses == (ipaddress.ip_network("127.0.0.3/32"),)
+
+
+def test_wildcard_beside_exact_is_fine(tmp_path: Path) -> None:
+    cfg = parse(config_with(peer(domains=["x.example", "*.x.example"])), tmp_path)
+    assert cfg.peers[0].domains == ("x.example", "*.x.example")
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "shown"),
+    [
+        ("127.0.0.2:5269", Endpoint("127.0.0.2", 5269), "127.0.0.2:5269"),
+        ("127.0.0.2", Endpoint("127.0.0.2", 4000), "127.0.0.2:4000"),
+        ("[::1]:5269", Endpoint("::1", 5269), "[::1]:5269"),
+        ("[::1]", Endpoint("::1", 4000), "[::1]:4000"),
+        ("[2001:DB8:0::1]:1", Endpoint("2001:db8::1", 1), "[2001:db8::1]:1"),
+        ("Ground.Example:65535", Endpoint("ground.example", 65535), "ground.example:65535"),
+        ("localhost", Endpoint("localhost", 4000), "localhost:4000"),
+    ],
+)
+def test_parse_endpoint(text: str, expected: Endpoint, shown: str) -> None:
+    ep = parse_endpoint(text, 4000)
+    assert ep == expected
+    assert str(ep) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("127.0.0.1:0", "port number"),
+        ("127.0.0.1:65536", "port number"),
+        ("127.0.0.1:", "port number"),
+        ("127.0.0.1:http", "port number"),
+        ("::1:5269", "brackets"),
+        ("[::1", "']'"),
+        ("[127.0.0.1]:5", "IPv6"),
+        ("[::1]5269", "':port'"),
+        (":5269", "missing host"),
+        ("", "empty"),
+        ("bad_host:5", "host name"),
+        ("300.1.1.1:5", "IPv4"),
+    ],
+)
+def test_parse_endpoint_errors(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_endpoint(text, 5269)
+    assert fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------- problems
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert info.value.source == str(missing)
+    assert [p.message for p in info.value.problems] == ["configuration file not found"]
+    assert "nope.toml" in str(info.value)
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="directory"):
+        load_config(tmp_path)
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\ndomains = ["a.example"]\nlog_level = verbose\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (p,) = info.value.problems
+    assert p.path == ""
+    assert "line 3, column 13" in p.message
+    assert "TOML syntax error" in p.message
+
+
+def test_toml_error_at_end_of_file(tmp_path: Path) -> None:
+    (p,) = problems(tmp_path, '[server]\ndomains = ["a.example",\n')
+    assert "end of file" in p.message and "line" in p.message
+
+
+def test_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b'[server]\nname = "\xff"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)
+
+
+def test_missing_server(tmp_path: Path) -> None:
+    found = parse_problems({}, tmp_path)
+    assert list(found) == ["server"]
+    assert "[server]" in found["server"]
+
+
+@pytest.mark.parametrize(
+    ("server", "path", "fragment"),
+    [
+        ({}, "server.domains", "required"),
+        ({"domains": []}, "server.domains", "at least one"),
+        ({"domains": "a.example"}, "server.domains", "expected an array of domain names"),
+        ({"domains": ["a.example", 7]}, "server.domains[1]", "got integer 7"),
+        ({"domains": ["*.a.example"]}, "server.domains[0]", "only allowed in peer domains"),
+        ({"domains": ["bad_label.example"]}, "server.domains[0]", "invalid domain name"),
+        ({"domains": ["a" * 64 + ".example"]}, "server.domains[0]", "invalid domain name"),
+        ({"domains": ["a.example"], "log_level": "loud"}, "server.log_level", "'debug'"),
+        ({"domains": ["a.example"], "log_level": 3}, "server.log_level", "integer 3"),
+        ({"domains": ["a.example"], "max_stanza_size": 1023}, "server.max_stanza_size", ">="),
+        ({"domains": ["a.example"], "max_stanza_size": 2.5}, "server.max_stanza_size", "integer"),
+        ({"domains": ["a.example"], "max_depth": 0}, "server.max_depth", ">="),
+        ({"domains": ["a.example"], "data_dir": ""}, "server.data_dir", "empty"),
+        ({"domains": ["a.example"], "name": 5}, "server.name", "expected a string"),
+        ({"domains": ["a.example"], "name": "a\tb"}, "server.name", "control"),
+    ],
+)
+def test_server_problems(tmp_path: Path, server: dict, path: str, fragment: str) -> None:
+    found = parse_problems({"server": server}, tmp_path)
+    assert path in found, found
+    assert fragment in found[path]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "fragment"),
+    [
+        ({"name": None}, "peer[0].name", "required"),
+        ({"name": "a b"}, "peer[0].name", "letters, digits"),
+        ({"domains": None}, "peer[0].domains", "required"),
+        ({"domains": ["*"]}, "peer[0].domains[0]", "wildcard"),
+        ({"domains": ["a.*.example"]}, "peer[0].domains[0]", "wildcard"),
+        ({"remote": None}, "peer[0].remote", "direction is 'both'"),
+        ({"listen": None}, "peer[0].listen", "direction is 'both'"),
+        ({"remote": 5269}, "peer[0].remote", "got integer 5269"),
+        ({"remote": "127.0.0.3:0"}, "peer[0].remote", "port number"),
+        ({"listen": "[::1]:99999"}, "peer[0].listen", "port number"),
+        ({"source": "127.0.0.1:5"}, "peer[0].source", "IP address"),
+        ({"source": "::1"}, "peer[0].source", "IPv6"),
+        ({"direction": "up"}, "peer[0].direction", "'both', 'outbound', 'inbound'"),
+        ({"connect": "on_demand"}, "peer[0].connect", "did you mean 'on-demand'?"),
+        ({"keepalive": "x"}, "peer[0].keepalive", "expected a number of seconds, got string 'x'"),
+        ({"keepalive": -1}, "peer[0].keepalive", ">= 0"),
+        ({"keepalive": True}, "peer[0].keepalive", "got boolean true"),
+        ({"stanza_timeout": 0}, "peer[0].stanza_timeout", "> 0"),
+        ({"connect_timeout": float("inf")}, "peer[0].connect_timeout", "finite"),
+        ({"close_timeout": float("nan")}, "peer[0].close_timeout", "finite"),
+        ({"reconnect_min": 0}, "peer[0].reconnect_min", "> 0"),
+        ({"queue_limit": 1.0}, "peer[0].queue_limit", "expected an integer"),
+        ({"queue_limit": True}, "peer[0].queue_limit", "boolean"),
+        ({"queue_limit": -1}, "peer[0].queue_limit", ">= 0"),
+        ({"reconnect_min": 10, "reconnect_max": 5}, "peer[0].reconnect_min", "reconnect_max"),
+        (
+            {"direction": "inbound", "remote": None, "connect": "on-demand"},
+            "peer[0].connect",
+            "on-demand needs a peer we may dial",
+        ),
+        ({"identity": 3}, "peer[0].identity", "expected a table"),
+        ({"identity": "cert"}, "peer[0].identity.mode", "'address', 'implicit'"),
+        ({"identity": {"mode": "tls"}}, "peer[0].identity.mode", "not supported yet"),
+        ({"identity": {}}, "peer[0].identity.mode", "required"),
+        ({"identity": {"mode": "address", "port": 0}}, "peer[0].identity.port", "1-65535"),
+        ({"identity": {"mode": "address", "port": "x"}}, "peer[0].identity.port", "string"),
+        (
+            {"identity": {"mode": "address", "addresses": []}},
+            "peer[0].identity.addresses",
+            "at least one",
+        ),
+        (
+            {"identity": {"mode": "address", "addresses": "10.0.0.1"}},
+            "peer[0].identity.addresses",
+            "expected an array",
+        ),
+        (
+            {"identity": {"mode": "address", "addresses": ["10.0.0.1/8"]}},
+            "peer[0].identity.addresses[0]",
+            "did you mean '10.0.0.0/8'?",
+        ),
+        (
+            {"identity": {"mode": "implicit", "addresses": ["10.0.0.1"]}},
+            "peer[0].identity.addresses",
+            "only used with mode = 'address'",
+        ),
+        (
+            {"remote": "ground.example"},
+            "peer[0].identity",
+            "identity.addresses is required when remote is not an IP address",
+        ),
+        (
+            {"remote": None, "direction": "inbound"},
+            "peer[0].identity",
+            "identity.addresses is required when remote is not an IP address",
+        ),
+    ],
+)
+def test_peer_problems(tmp_path: Path, overrides: dict, path: str, fragment: str) -> None:
+    data = config_with(peer(**overrides))
+    for key in ("name", "domains", "remote", "listen"):
+        if key in overrides and overrides[key] is None:
+            data["peer"][0].pop(key, None)
+    found = parse_problems(data, tmp_path)
+    assert path in found, found
+    assert fragment in found[path]
+
+
+def test_address_problem_has_index_path(tmp_path: Path) -> None:
+    msg = problem_at(
+        tmp_path,
+        PEER + '[peer.identity]\nmode = "address"\naddresses = ["127.0.0.3", "foo"]\n',
+        "peer[0].identity.addresses[1]",
+    )
+    assert msg == "expected an IP address or CIDR network, got 'foo'"
+
+
+def test_component_problems(tmp_path: Path) -> None:
+    found = parse_problems(
+        {
+            "server": {"domains": ["air.example"]},
+            "component_listener": {"listen": "127.0.0.2:0"},
+            "component": [{"domain": "bot.air.example"}, {"secret": "s"}, "x"],
+        },
+        tmp_path,
+    )
+    assert "port number" in found["component_listener.listen"]
+    assert "required" in found["component[0].secret"]
+    assert "required" in found["component[1].domain"]
+    assert "expected a table" in found["component[2]"]
+
+
+def test_components_need_listener(tmp_path: Path) -> None:
+    found = parse_problems(
+        {"server": {"domains": ["a.example"]}, "component": [{"domain": "b.a", "secret": "s"}]},
+        tmp_path,
+    )
+    assert "component_listener" in found
+
+
+def test_component_listener_needs_listen(tmp_path: Path) -> None:
+    found = parse_problems(
+        {"server": {"domains": ["a.example"]}, "component_listener": {}}, tmp_path
+    )
+    assert "required" in found["component_listener.listen"]
+
+
+def test_component_listener_default_port(tmp_path: Path) -> None:
+    cfg = parse(
+        {"server": {"domains": ["a.example"]}, "component_listener": {"listen": "127.0.0.1"}},
+        tmp_path,
+    )
+    assert cfg.component_listener is not None
+    assert cfg.component_listener.listen == Endpoint("127.0.0.1", 5347)
+
+
+def test_single_table_instead_of_array(tmp_path: Path) -> None:
+    msg = problem_at(tmp_path, MINIMAL + '[peer]\nname = "x"\n', "peer")
+    assert "[[peer]]" in msg
+
+
+# --------------------------------------------------------------------------- unknown keys
+
+
+def test_unknown_key_with_suggestion(tmp_path: Path) -> None:
+    msg = problem_at(tmp_path, PEER + 'remot = "127.0.0.3"\n', "peer[0].remot")
+    assert msg.startswith("unknown key; expected one of: name, domains, remote,")
+    assert "did you mean 'remote'?" in msg
+
+
+def test_unknown_keys_everywhere(tmp_path: Path) -> None:
+    text = """
+        servr = {}
+        [server]
+        domains = ["a.example"]
+        log_lvl = "info"
+        [[peer]]
+        name = "g"
+        domains = ["g.example"]
+        remote = "127.0.0.3"
+        listen = "127.0.0.2"
+        [peer.identity]
+        mode = "address"
+        adresses = ["127.0.0.3"]
+        zzz = 1
+    """
+    found = {p.path: p.message for p in problems(tmp_path, text)}
+    assert "did you mean 'server'?" in found["servr"]
+    assert "did you mean 'log_level'?" in found["server.log_lvl"]
+    assert "did you mean 'addresses'?" in found["peer[0].identity.adresses"]
+    assert "did you mean" not in found["peer[0].identity.zzz"]
+    assert "expected one of: mode, addresses, port" in found["peer[0].identity.zzz"]
+
+
+def test_unknown_key_needing_quotes(tmp_path: Path) -> None:
+    found = {p.path for p in problems(tmp_path, MINIMAL + '"a b" = 1\n')}
+    assert 'server."a b"' in found
+
+
+# --------------------------------------------------------------------------- cross-checks
+
+
+def test_domain_claimed_twice(tmp_path: Path) -> None:
+    found = parse_problems(
+        {
+            "server": {"domains": ["air.example", "bot.air.example"]},
+            "component_listener": {"listen": "127.0.0.2:5347"},
+            "component": [{"domain": "bot.air.example", "secret": "s"}],
+            "peer": [
+                peer(domains=["ground.example", "*.ground.example"]),
+                peer(
+                    name="other",
+                    domains=["*.ground.example", "air.example"],
+                    remote="127.0.0.4",
+                    listen="127.0.0.2:5270",
+                ),
+            ],
+        },
+        tmp_path,
+    )
+    assert "server (server.domains[1])" in found["component[0].domain"]
+    assert "peer 'ground' (peer[0].domains[1])" in found["peer[1].domains[0]"]
+    assert "server (server.domains[0])" in found["peer[1].domains[1]"]
+
+
+def test_same_domain_twice_in_one_peer(tmp_path: Path) -> None:
+    found = parse_problems(config_with(peer(domains=["g.example", "G.example"])), tmp_path)
+    assert "peer[0].domains[0]" in found["peer[0].domains[1]"]
+
+
+def test_peer_wildcard_must_not_cover_our_domains(tmp_path: Path) -> None:
+    found = parse_problems(config_with(peer(domains=["*.example"])), tmp_path)
+    assert "covers our own domain 'air.example'" in found["peer[0].domains[0]"]
+
+
+def test_peer_names_unique(tmp_path: Path) -> None:
+    found = parse_problems(
+        config_with(peer(), peer(domains=["x.example"], listen="127.0.0.2:5270")), tmp_path
+    )
+    assert "already used by peer[0]" in found["peer[1].name"]
+
+
+def test_shared_listener_with_distinct_addresses_is_fine(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+            peer(name="b", domains=["b.example"], remote="10.0.0.2"),
+            peer(
+                name="c",
+                domains=["c.example"],
+                remote="10.0.0.5",
+                identity={"mode": "address", "addresses": ["10.0.0.5"], "port": 6000},
+            ),
+            peer(
+                name="d",
+                domains=["d.example"],
+                remote="10.0.0.5",
+                identity={"mode": "address", "addresses": ["10.0.0.5"], "port": 6001},
+            ),
+            peer(
+                name="e",
+                domains=["e.example"],
+                remote="[fd00::1]",
+                listen="127.0.0.2",
+                source=None,
+                identity={"mode": "address", "addresses": ["fd00::/64", "10.0.1.0/24"]},
+            ),
+        ),
+        tmp_path,
+    )
+    assert len({p.listen for p in cfg.peers}) == 1
+
+
+def test_shared_listener_overlapping_addresses(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(
+            config_with(
+                peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+                peer(
+                    name="b",
+                    domains=["b.example"],
+                    remote="10.0.0.2",
+                    identity={"mode": "address", "addresses": ["10.0.0.2", "10.0.0.0/24"]},
+                ),
+                peer(
+                    name="c",
+                    domains=["c.example"],
+                    remote="10.0.0.1",
+                    identity={"mode": "address", "addresses": ["10.0.0.1"], "port": 6000},
+                ),
+            ),
+            tmp_path,
+        )
+    found: dict[str, list[str]] = {}
+    for p in info.value.problems:
+        found.setdefault(p.path, []).append(p.message)
+    assert set(found) == {"peer[1].identity.addresses[1]", "peer[2].identity.addresses[0]"}
+    (msg,) = found["peer[1].identity.addresses[1]"]
+    # a's address defaults to its remote, so the problem points there
+    assert "10.0.0.0/24 overlaps 10.0.0.1/32 (peer[0].remote)" in msg
+    assert "127.0.0.2:5269" in msg
+    # c requires a source port, a accepts any port: still indistinguishable; c overlaps b too
+    first, second = found["peer[2].identity.addresses[0]"]
+    assert "(peer[0].remote)" in first
+    assert "(peer[1].identity.addresses[1])" in second
+
+
+def test_shared_listener_implicit_must_be_alone(tmp_path: Path) -> None:
+    found = parse_problems(
+        config_with(
+            peer(name="a", domains=["a.example"], identity="implicit"),
+            peer(name="b", domains=["b.example"], remote="10.0.0.2"),
+        ),
+        tmp_path,
+    )
+    assert "shared with 'b' (peer[1])" in found["peer[0].identity"]
+    # implicit on its own listener is allowed (with a warning)
+    cfg = parse(
+        config_with(
+            peer(name="a", domains=["a.example"], identity="implicit"),
+            peer(name="b", domains=["b.example"], remote="10.0.0.2", listen="127.0.0.2:5270"),
+        ),
+        tmp_path,
+    )
+    assert cfg.peers[0].identity.mode == "implicit"
+
+
+def test_two_implicit_on_one_listener(tmp_path: Path) -> None:
+    found = parse_problems(
+        config_with(
+            peer(name="a", domains=["a.example"], identity="implicit"),
+            peer(name="b", domains=["b.example"], identity="implicit"),
+        ),
+        tmp_path,
+    )
+    assert "peer[0].identity" in found and "peer[1].identity" in found
+
+
+def test_component_listener_must_not_be_a_peer_listener(tmp_path: Path) -> None:
+    found = parse_problems(
+        config_with(peer(), component_listener={"listen": "127.0.0.2:5269"}), tmp_path
+    )
+    assert "peer[0]" in found["component_listener.listen"]
+    found = parse_problems(
+        config_with(peer(), component_listener={"listen": "0.0.0.0:5269"}), tmp_path
+    )
+    assert "component_listener.listen" in found
+
+
+def test_wildcard_listener_overlap(tmp_path: Path) -> None:
+    found = parse_problems(
+        config_with(
+            peer(name="a", domains=["a.example"], listen="127.0.0.2:5269"),
+            peer(name="b", domains=["b.example"], remote="10.0.0.2", listen="0.0.0.0:5269"),
+        ),
+        tmp_path,
+    )
+    assert "overlaps 127.0.0.2:5269" in found["peer[1].listen"]
+
+
+def test_many_problems_reported_at_once(tmp_path: Path) -> None:
+    text = """
+        [server]
+        domains = ["air.example", "*.bad"]
+        log_level = "chatty"
+        max_stanza_size = 10
+
+        [[component]]
+        domain = "air.example"
+        secret = ""
+
+        [[peer]]
+        name = "ground"
+        domains = ["ground.example"]
+        remote = "127.0.0.3:99999"
+        listen = "127.0.0.2:5269"
+        keepalive = "x"
+        reconnect_min = 10
+        reconnect_max = 5
+        direction = "sideways"
+        conect = "always"
+        [peer.identity]
+        mode = "address"
+        addresses = ["127.0.0.3", "foo"]
+
+        [[peer]]
+        name = "ground"
+        domains = ["ground.example"]
+        listen = "127.0.0.2:5269"
+        direction = "inbound"
+        connect = "on-demand"
+        identity = "implicit"
+    """
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    found = {p.path for p in info.value.problems}
+    expected = {
+        "server.domains[1]",
+        "server.log_level",
+        "server.max_stanza_size",
+        "component[0].secret",
+        "component[0].domain",
+        "component_listener",
+        "peer[0].remote",
+        "peer[0].keepalive",
+        "peer[0].reconnect_min",
+        "peer[0].direction",
+        "peer[0].conect",
+        "peer[0].identity.addresses[1]",
+        "peer[1].name",
+        "peer[1].domains[0]",
+        "peer[1].connect",
+        "peer[1].identity",
+    }
+    assert expected <= found, expected - found
+    text_of_error = str(info.value)
+    assert f"{len(info.value.problems)} problem(s)" in text_of_error
+    assert "peer[0].identity.addresses[1]: expected an IP address" in text_of_error
+
+
+# --------------------------------------------------------------------------- domains
+
+
+def test_domains_are_normalized_like_jid_domainparts(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(domains=["Ground.Example.", "*.Bücher.example", "xn--bcher-kva.example"]),
+        ),
+        tmp_path,
+    )
+    assert cfg.peers[0].domains == ("ground.example", "*.bücher.example", "bücher.example")
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["", " a.example", "bad_label.example", "a" * 64 + ".example", ("a" * 60 + ".") * 5 + "x"],
+)
+def test_invalid_domains_are_rejected(tmp_path: Path, domain: str) -> None:
+    found = parse_problems({"server": {"domains": [domain]}}, tmp_path)
+    assert "invalid domain name" in found["server.domains[0]"]
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def test_summary(tmp_path: Path) -> None:
+    text = summary(load_config(EXAMPLES / "air.toml"))
+    lines = text.splitlines()
+    assert all(line == line.rstrip() for line in lines)
+    assert not text.endswith("\n")
+    assert "server 'air'" in lines[0]
+    assert "  domains: air.example" in lines
+    assert any("air-data" in line for line in lines)
+    assert "component listener: 127.0.0.2:5347" in lines
+    assert "  component bot.air.example" in lines
+    assert "peer 'ground'" in lines
+    assert "  domains: ground.example, *.ground.example" in lines
+    assert "  remote: 127.0.0.3:5269 (from 127.0.0.2)" in lines
+    assert "  listen: 127.0.0.2:5269" in lines
+    assert "  direction: both, connect: always" in lines
+    assert "  identity: address 127.0.0.3 (any source port)" in lines
+    assert "bot-secret" not in text
+
+
+def test_summary_other_shapes(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(
+                name="a",
+                domains=["a.example"],
+                identity="implicit",
+                listen=None,
+                direction="outbound",
+                connect="on-demand",
+                idle_timeout=45,
+            ),
+            peer(
+                name="b",
+                domains=["b.example"],
+                remote=None,
+                direction="inbound",
+                identity={"mode": "address", "addresses": ["10.0.0.0/8"], "port": 5269},
+            ),
+        ),
+        tmp_path,
+    )
+    text = summary(cfg)
+    assert "component listener: none" in text
+    assert "direction: outbound, connect: on-demand (idle timeout 45s)" in text
+    assert "identity: implicit" in text
+    assert "  remote: -" in text
+    assert "identity: address 10.0.0.0/8 (source port 5269)" in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+    assert "peers: none" in summary(parse({"server": {"domains": ["a.example"]}}, tmp_path))
+
+
+def test_warnings_for_implicit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = parse(config_with(peer(identity="implicit")), tmp_path)
+    (warning,) = warnings_for(cfg)
+    assert "ground" in warning
+    assert "NOT RECOMMENDED" in warning
+    assert "127.0.0.2:5269" in warning
+    with caplog.at_level(logging.WARNING, logger="zerolink.config"):
+        assert log_warnings(cfg) == [warning]
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("zerolink.config", logging.WARNING, warning)
+    ]
+
+
+def test_no_warning_for_address_identity(tmp_path: Path) -> None:
+    assert warnings_for(parse(config_with(peer()), tmp_path)) == []
