@@ -142,3 +142,11 @@ def test_element_serialization_roundtrip_through_component():
     data = s.data_to_send()
     (ev,) = authed().receive_data(data, 0.0)
     assert ev.stanza == el
+
+
+def test_stanzas_before_malformed_xml_are_delivered():
+    s = authed()
+    good = b"<message from='bot.air.example' to='a@ground.example'/>"
+    events = s.receive_data(good + b"<message><x></y>", 0.0)
+    assert isinstance(events[0], comp.StanzaIn)
+    assert events[1].condition == "not-well-formed"

@@ -325,3 +325,11 @@ def test_split_reads_at_every_offset_give_the_same_result():
 
 def test_byte_by_byte():
     assert _run([TRANSCRIPT[i : i + 1] for i in range(len(TRANSCRIPT))]) == _run([TRANSCRIPT])
+
+
+def test_stanzas_before_malformed_xml_in_the_same_read_are_delivered():
+    a = air()
+    good = b"<message from='x@ground.example' to='p@air.example'/>"
+    events = a.receive_data(good + good + b"<message><a></b>", 0.0)
+    assert len(stanzas(events)) == 2
+    assert stream_error_sent(events) == "not-well-formed"

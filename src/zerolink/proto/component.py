@@ -18,7 +18,7 @@ from zerolink.errors import STREAMS_NS, StanzaError, StreamError
 from zerolink.jid import JIDError, normalize_domain, parse_jid
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import COMPONENT_NS, SERVER_NS, Element
-from zerolink.xml.parser import StanzaReceived, StreamClosed, StreamOpened, StreamParser
+from zerolink.xml.parser import ParseError, StanzaReceived, StreamClosed, StreamOpened, StreamParser
 from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
 
 HANDSHAKE = f"{{{SERVER_NS}}}handshake"  # the parser maps the component namespace to ours
@@ -123,8 +123,14 @@ class ComponentSession:
         if self.state is State.CLOSED:
             return []
         events: list[Event] = []
+        error: ParseError | None = None
         try:
-            for ev in self._parser.feed(data):
+            parsed = self._parser.feed(data)
+        except ParseError as exc:
+            # Stanzas completed before the error are still processed (RFC 6120 §4.9.1.1).
+            parsed, error = exc.events, exc
+        try:
+            for ev in parsed:
                 if isinstance(ev, StreamOpened):
                     self._open(ev.attrs)
                 elif isinstance(ev, StanzaReceived):
@@ -137,6 +143,8 @@ class ComponentSession:
                     self.state = State.CLOSED
                     events.append(Closed("stream closed by component"))
                     return events
+            if error is not None:
+                raise error
         except StreamError as exc:
             events.extend(self._fail(exc))
         return events

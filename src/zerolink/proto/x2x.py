@@ -30,6 +30,7 @@ from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import SERVER_NS, Element
 from zerolink.xml.parser import (
     HeaderReceived,
+    ParseError,
     StanzaReceived,
     StreamClosed,
     StreamParser,
@@ -194,10 +195,12 @@ class X2XSession:
         if self.state is State.CLOSED or not data:
             return []
         self.counters.bytes_in += len(data)
+        error: ParseError | None = None
         try:
             parsed = self._parser.feed(data)
-        except StreamError as exc:
-            return self._stream_error(exc, now)
+        except ParseError as exc:
+            # Stanzas completed before the error are still processed (RFC 6120 §4.9.1.1).
+            parsed, error = exc.events, exc
         events: list[Event] = []
         for ev in parsed:
             if isinstance(ev, StanzaReceived):
@@ -223,6 +226,8 @@ class X2XSession:
                     )
                 )
                 return events
+        if error is not None:
+            events.extend(self._stream_error(error, now))
         return events
 
     def _accept(self, el: Element) -> Event | None:

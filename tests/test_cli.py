@@ -1,0 +1,147 @@
+"""The `zerolink` command as a user runs it: real processes, the example configs, slixmpp bots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import AIR_IP, GROUND_IP, Bot, free_port
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def zerolink(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zerolink", *args], capture_output=True, text=True, timeout=60, **kw
+    )
+
+
+def test_check_config_accepts_the_examples():
+    for name in ("air", "ground"):
+        res = zerolink("check-config", str(EXAMPLES / f"{name}.toml"))
+        assert res.returncode == 0, res.stderr
+        assert f"server '{name}'" in res.stdout
+        assert "peer '" in res.stdout
+        assert "Traceback" not in res.stderr
+
+
+def test_check_config_lists_every_problem_with_its_key_path(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        """
+[server]
+domains = ["air.example"]
+log_levl = "info"
+
+[[peer]]
+name = "ground"
+domains = []
+remote = "127.0.0.3:99999"
+direction = "sideways"
+"""
+    )
+    res = zerolink("check-config", str(bad))
+    assert res.returncode == 1
+    err = res.stderr
+    assert "Traceback" not in err
+    assert "server.log_levl" in err and "log_level" in err  # unknown key, with suggestion
+    assert "peer[0].domains" in err
+    assert "peer[0].remote" in err
+    assert "peer[0].direction" in err
+
+
+def test_check_config_missing_file(tmp_path: Path):
+    res = zerolink("check-config", str(tmp_path / "nope.toml"))
+    assert res.returncode == 1
+    assert "nope.toml" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_run_with_a_bad_config_exits_1_without_traceback(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\n")
+    res = zerolink("run", "-c", str(bad))
+    assert res.returncode == 1
+    assert "server.domains" in res.stderr and "Traceback" not in res.stderr
+
+
+def _example_pair(tmp_path: Path) -> dict[str, dict[str, int]]:
+    """Copy the examples to tmp_path with free ports (the data folders land beside them)."""
+    ports = {
+        "air": {"x2x": free_port(AIR_IP), "comp": free_port(AIR_IP)},
+        "ground": {"x2x": free_port(GROUND_IP), "comp": free_port(GROUND_IP)},
+    }
+    for name, ip, other, other_ip in (
+        ("air", AIR_IP, "ground", GROUND_IP),
+        ("ground", GROUND_IP, "air", AIR_IP),
+    ):
+        text = (EXAMPLES / f"{name}.toml").read_text()
+        text = text.replace(f'"{ip}:5269"', f'"{ip}:{ports[name]["x2x"]}"')
+        text = text.replace(f'"{other_ip}:5269"', f'"{other_ip}:{ports[other]["x2x"]}"')
+        text = text.replace(f'"{ip}:5347"', f'"{ip}:{ports[name]["comp"]}"')
+        (tmp_path / f"{name}.toml").write_text(text)
+    return ports
+
+
+@pytest.mark.asyncio
+async def test_run_the_example_pair_as_two_processes(tmp_path: Path):
+    ports = _example_pair(tmp_path)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs = {
+        name: await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "zerolink",
+            "run",
+            "-c",
+            str(tmp_path / f"{name}.toml"),
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        for name in ("air", "ground")
+    }
+    logs: dict[str, bytes] = {}
+    try:
+        bots = {}
+        for name, ip in (("air", AIR_IP), ("ground", GROUND_IP)):
+            for _ in range(100):  # wait for the component port
+                try:
+                    _, w = await asyncio.open_connection(ip, ports[name]["comp"])
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            bots[name] = await Bot(f"bot.{name}.example", ports[name]["comp"], ip).start()
+        air_bot, ground_bot = bots["air"], bots["ground"]
+        # Sent at once: if the link is still coming up, the stanza waits in air's queue.
+        air_bot.send_message(
+            mto="ops@bot.ground.example", mfrom="pilot@bot.air.example", mbody="over the link"
+        )
+        assert (await ground_bot.next_message(10))["body"] == "over the link"
+        ground_bot.send_message(
+            mto="pilot@bot.air.example", mfrom="ops@bot.ground.example", mbody="roger"
+        )
+        assert (await air_bot.next_message(10))["body"] == "roger"
+        for bot in bots.values():
+            await bot.stop()
+    finally:
+        for name, proc in procs.items():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), 20)
+            except TimeoutError:
+                proc.kill()
+                _, err = await proc.communicate()
+            logs[name] = err
+    for name, proc in procs.items():
+        text = logs[name].decode()
+        assert proc.returncode == 0, text
+        assert "Traceback" not in text
+        assert "link " in text and ": up (" in text  # one line per link state change
+    assert (tmp_path / "air-data").is_dir() and (tmp_path / "ground-data").is_dir()
