@@ -1,0 +1,757 @@
+"""Throughput benchmark for a zerolink pair on loopback (a script, not a test).
+
+What it measures, for the path
+
+    bench component --XEP-0114--> air (127.0.0.2) --XEP-0361 X2X--> ground (127.0.0.3)
+        --XEP-0114--> bench component
+
+1. end-to-end messages/second for N ``<message>`` stanzas of about --size bytes each: the time
+   from the first byte sent by the sending component to the last stanza read by the receiving
+   one; every body carries a sequence number and the receiver checks that all N arrived
+   exactly once and in order (PASS/FAIL);
+2. CPU seconds per 10,000 messages of each daemon: air and ground run as two separate
+   processes (``python -m zerolink run -c FILE --log-level warning``) from configs generated
+   in a temporary directory (the shape of examples/air.toml and examples/ground.toml, with free
+   ports); utime+stime is read from /proc/PID/stat before the first send and after the last
+   receipt;
+3. in-process micro-benchmarks: the XML parser alone (`StreamParser` primed with the X2X
+   implied header, fed a big buffer of the same stanzas in 64 KiB chunks) in MB/s, the X2X
+   session's receive path (parser plus XEP-0361 §4.5 validation) and the serializer alone in
+   stanzas/s;
+4. bytes per stanza on the X2X link, computed as the size of the stanza as zerolink writes it
+   (`zerolink.xml.serializer.serialize` in ``jabber:server``, no ``xmlns``), with a cross-check
+   from the kernel's per-process I/O counters (/proc/PID/io ``wchar`` of air, ``rchar`` of
+   ground: the X2X socket is the only thing they write/read in bulk).
+
+The two component clients are written here with raw asyncio streams (stream header, read the
+server's stream id, ``<handshake>`` = SHA-1(id + secret), wait for ``<handshake/>``); the sender
+pipelines stanzas in batches (--batch per write, respecting drain()), the receiver counts
+``</message>`` and reads the sequence numbers with a regex, carrying the incomplete tail of
+each read over to the next one. They cost a small fraction of the daemons' CPU (printed).
+
+Run from the repository root (Linux; needs 127.0.0.2 and 127.0.0.3, which loopback has):
+
+    python bench/throughput.py --messages 20000
+    python bench/throughput.py                      # 100,000 messages of ~200 bytes
+    python bench/throughput.py --size 1000 --json   # bigger stanzas, JSON after the table
+
+Exit status 0 when every message arrived exactly once and in order, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zerolink import __version__
+from zerolink.domains import DomainSet
+from zerolink.proto.x2x import StanzaIn, X2XSession, X2XSettings
+from zerolink.xml.element import SERVER_NS, Element
+from zerolink.xml.parser import X2X_HEADER, StanzaReceived, StreamParser
+from zerolink.xml.serializer import serialize
+
+AIR_IP = "127.0.0.2"
+GROUND_IP = "127.0.0.3"
+AIR_DOMAIN = "air.example"
+GROUND_DOMAIN = "ground.example"
+SECRET = "bench-secret"
+SENDER_JID = f"load@bot.{AIR_DOMAIN}/bench"
+RECEIVER_JID = f"sink@bot.{GROUND_DOMAIN}/bench"
+
+STREAMS_NS = "http://etherx.jabber.org/streams"
+COMPONENT_NS = "jabber:component:accept"
+CHUNK = 64 * 1024
+READ_SIZE = 1 << 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+MESSAGE_END = b"</message>"
+# Bench bodies start with a 10-digit sequence number and a space; warm-up bodies do not.
+SEQ_RE = re.compile(rb"<body>(\d{10}) ")
+ERROR_RE = re.compile(rb"<message\b[^>]*\btype=['\"]error['\"]")
+HEADER_ID_RE = re.compile(rb"<stream:stream\b[^>]*?\bid=(['\"])([^'\"]*)\1[^>]*>")
+FILLER = (
+    "Position report: FL350, heading 271, ground speed 482 kt, fuel 61 %, cabin nominal. "
+    "Next waypoint in 14 minutes; weather ahead light chop, no deviation requested. "
+)
+
+
+# -- stanzas ---------------------------------------------------------------------------------
+def stanza(seq: int, pad: int) -> bytes:
+    """One bench message; the body starts with the 10-digit sequence number."""
+    text = (FILLER * (pad // len(FILLER) + 1))[:pad]
+    return (
+        f"<message from='{SENDER_JID}' to='{RECEIVER_JID}' type='chat' id='b{seq:010d}'>"
+        f"<body>{seq:010d} {text}</body></message>"
+    ).encode()
+
+
+def padding_for(size: int) -> int:
+    return max(0, size - len(stanza(0, 0)))
+
+
+def warmup_stanza(i: int) -> bytes:
+    return (
+        f"<message from='{SENDER_JID}' to='{RECEIVER_JID}' type='chat' id='w{i}'>"
+        f"<body>warm-up {i}</body></message>"
+    ).encode()
+
+
+# -- daemons ---------------------------------------------------------------------------------
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Side:
+    name: str
+    domain: str
+    ip: str
+    x2x_port: int = field(default=0)
+    comp_port: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self.x2x_port = free_port(self.ip)
+        self.comp_port = free_port(self.ip)
+
+
+def daemon_toml(me: Side, other: Side, data_dir: Path) -> str:
+    """A config shaped like examples/air.toml / examples/ground.toml, on free ports."""
+    return f"""# generated by bench/throughput.py (shape of examples/{me.name}.toml)
+[server]
+name = "{me.name}"
+domains = ["{me.domain}"]
+data_dir = "{data_dir}"
+log_level = "warning"
+
+[component_listener]
+listen = "{me.ip}:{me.comp_port}"
+
+[[component]]
+domain = "bot.{me.domain}"
+secret = "{SECRET}"
+
+[[peer]]
+name = "{other.name}"
+domains = ["{other.domain}", "*.{other.domain}"]
+remote = "{other.ip}:{other.x2x_port}"
+listen = "{me.ip}:{me.x2x_port}"
+direction = "both"
+connect = "always"
+
+[peer.identity]
+mode = "address"
+addresses = ["{other.ip}"]
+"""
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process in seconds, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    """rchar/wchar (bytes passed to read/write syscalls) from /proc/PID/io, {} if unreadable."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return {k: int(v) for k, v in (line.split(":") for line in f)}
+    except (OSError, ValueError):
+        return {}
+
+
+class Daemon:
+    """One `python -m zerolink run` subprocess."""
+
+    def __init__(self, side: Side, config: Path, log: Path) -> None:
+        self.side = side
+        self.config = config
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zerolink", "run", "-c", str(self.config)]
+                + ["--log-level", "warning"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.side.name} exited with status {self.proc.returncode}:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(100):
+            if proc.poll() is not None:
+                return
+            await asyncio.sleep(0.05)
+        proc.kill()
+        proc.wait()
+
+
+async def wait_listening(host: str, port: int, daemon: Daemon, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        daemon.check_alive()
+        try:
+            _, w = await asyncio.open_connection(host, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{daemon.side.name}: nothing listens on {host}:{port}") from None
+            await asyncio.sleep(0.05)
+            continue
+        w.close()
+        with contextlib.suppress(OSError):
+            await w.wait_closed()
+        return
+
+
+# -- raw XEP-0114 component client -------------------------------------------------------------
+class Component:
+    """A minimal XEP-0114 client: handshake, then raw bytes both ways."""
+
+    def __init__(self, host: str, port: int, domain: str) -> None:
+        self.host = host
+        self.port = port
+        self.domain = domain
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+        self.leftover = b""
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.host, self.port, limit=READ_SIZE
+        )
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.writer.write(
+            (
+                f"<?xml version='1.0'?><stream:stream xmlns='{COMPONENT_NS}' "
+                f"xmlns:stream='{STREAMS_NS}' to='{self.domain}'>"
+            ).encode()
+        )
+        buf = await self._read_until(lambda b: HEADER_ID_RE.search(b) is not None, timeout)
+        m = HEADER_ID_RE.search(buf)
+        assert m is not None
+        stream_id = m.group(2).decode()
+        digest = hashlib.sha1((stream_id + SECRET).encode()).hexdigest()
+        self.writer.write(f"<handshake>{digest}</handshake>".encode())
+        rest = buf[m.end() :]
+        ok = re.compile(rb"<handshake\s*/>|<handshake\s*>\s*</handshake>")
+        rest = await self._read_until(
+            lambda b: ok.search(b) is not None or b"stream:error" in b, timeout, rest
+        )
+        m2 = ok.search(rest)
+        if m2 is None:
+            raise RuntimeError(f"component {self.domain}: handshake refused: {rest[:300]!r}")
+        self.leftover = rest[m2.end() :]
+
+    async def _read_until(
+        self, done: Callable[[bytes], bool], timeout: float, buf: bytes = b""
+    ) -> bytes:
+        async with asyncio.timeout(timeout):
+            while not done(buf):
+                data = await self.reader.read(READ_SIZE)
+                if not data:
+                    raise RuntimeError(f"component {self.domain}: connection closed: {buf!r}")
+                buf += data
+        return buf
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            self.writer.write(b"</stream:stream>")
+            await self.writer.drain()
+            async with asyncio.timeout(2):
+                while await self.reader.read(READ_SIZE):
+                    pass
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+class Counter:
+    """Reads a component stream: counts messages, bench sequence numbers and error stanzas.
+
+    Only the part of the received bytes up to the last complete ``</message>`` is examined;
+    the rest (an incomplete stanza) is carried over to the next read, so nothing split across
+    reads is missed or counted twice.
+    """
+
+    def __init__(self, comp: Component, expected: int) -> None:
+        self.comp = comp
+        self.expected = expected
+        self.messages = 0  # every </message>, warm-up included
+        self.received = 0  # bench sequence numbers seen
+        self.errors = 0  # type='error' messages
+        self.out_of_order = 0
+        self.bogus = 0  # sequence numbers >= expected
+        self.seen = bytearray(expected)  # per-seq count, saturating at 255
+        self.last = -1
+        self.bytes = 0
+        self.t_last: float | None = None
+        self.error_samples: list[bytes] = []
+        self.progress = asyncio.Event()
+        self.done = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    async def run(self) -> None:
+        tail = self.comp.leftover
+        read = self.comp.reader.read
+        try:
+            if tail:
+                tail = self._consume(tail)
+            while True:
+                data = await read(READ_SIZE)
+                if not data:
+                    break
+                self.bytes += len(data)
+                tail = self._consume(tail + data if tail else data)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.closed.set()
+            self.progress.set()
+            self.done.set()
+
+    def _consume(self, buf: bytes) -> bytes:
+        end = buf.rfind(MESSAGE_END)
+        if end < 0:
+            return buf
+        end += len(MESSAGE_END)
+        chunk = buf[:end]
+        self.messages += chunk.count(MESSAGE_END)
+        if b"error" in chunk:
+            errors = ERROR_RE.findall(chunk)
+            if errors:
+                self.errors += len(errors)
+                if len(self.error_samples) < 3:
+                    start = chunk.find(b"type='error'")
+                    self.error_samples.append(chunk[max(0, start - 200) : start + 400])
+        seqs = SEQ_RE.findall(chunk)
+        if seqs:
+            seen = self.seen
+            n = self.expected
+            last = self.last
+            for raw in seqs:
+                s = int(raw)
+                if s >= n:
+                    self.bogus += 1
+                    continue
+                if seen[s] < 255:
+                    seen[s] += 1
+                if s <= last:
+                    self.out_of_order += 1
+                last = s
+            self.last = last
+            self.received += len(seqs)
+            if self.received >= n and not self.done.is_set():
+                self.t_last = time.perf_counter()
+                self.done.set()
+            self.progress.set()
+        return buf[end:]
+
+    def exactly_once_in_order(self) -> bool:
+        return (
+            self.received == self.expected
+            and self.out_of_order == 0
+            and self.bogus == 0
+            and self.seen.count(1) == self.expected
+        )
+
+
+# -- the end-to-end run -------------------------------------------------------------------------
+@dataclass
+class E2EResult:
+    messages: int
+    seconds: float
+    send_seconds: float
+    rate: float
+    cpu: dict[str, float]
+    io: dict[str, dict[str, int]]
+    bench_cpu: float
+    received: int
+    errors: int
+    out_of_order: int
+    missing: int
+    duplicated: int
+    passed: bool
+    error_samples: list[str]
+
+
+async def end_to_end(args: argparse.Namespace, batches: list[bytes], tmp: Path) -> E2EResult:
+    air = Side("air", AIR_DOMAIN, AIR_IP)
+    ground = Side("ground", GROUND_DOMAIN, GROUND_IP)
+    daemons: list[Daemon] = []
+    for me, other in ((air, ground), (ground, air)):
+        cfg = tmp / f"{me.name}.toml"
+        cfg.write_text(daemon_toml(me, other, tmp / f"{me.name}-data"))
+        daemons.append(Daemon(me, cfg, tmp / f"{me.name}.log"))
+    d_air, d_ground = daemons
+    comps: list[Component] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for d in daemons:
+            d.start()
+        for d in daemons:
+            await wait_listening(d.side.ip, d.side.comp_port, d)
+        sender = Component(AIR_IP, air.comp_port, f"bot.{AIR_DOMAIN}")
+        receiver = Component(GROUND_IP, ground.comp_port, f"bot.{GROUND_DOMAIN}")
+        for c in (sender, receiver):
+            await c.connect()
+            comps.append(c)
+        # Large write buffer: drain() then only waits when several batches are in flight.
+        sender.writer.transport.set_write_buffer_limits(high=4 * max(map(len, batches[:1])))
+        rx = Counter(receiver, args.messages)
+        back = Counter(sender, args.messages)  # bounces come back to the sender
+        tasks = [asyncio.create_task(rx.run()), asyncio.create_task(back.run())]
+
+        # Warm-up: stanzas queue in air until the X2X link is up, then flow.
+        warm = args.warmup
+        sender.writer.write(b"".join(warmup_stanza(i) for i in range(warm)))
+        await sender.writer.drain()
+        deadline = time.monotonic() + 30
+        while rx.messages < warm:
+            for d in daemons:
+                d.check_alive()
+            if rx.closed.is_set() or back.errors or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"warm-up failed: {rx.messages}/{warm} arrived, {back.errors} bounced\n"
+                    + "\n".join(f"--- {d.side.name} log:\n{d.log_tail()}" for d in daemons)
+                )
+            rx.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rx.progress.wait(), 0.1)
+        await asyncio.sleep(0.2)  # let both daemons go idle
+
+        # The measured run.
+        cpu0 = {d.side.name: proc_cpu(d.pid) for d in daemons}
+        io0 = {d.side.name: proc_io(d.pid) for d in daemons}
+        bench0 = time.process_time()
+        writer = sender.writer
+        window = args.window
+        per_batch = args.batch
+        t0 = time.perf_counter()
+        sent = 0
+        for b in batches:
+            if window:
+                while sent - rx.received > window and not rx.closed.is_set():
+                    rx.progress.clear()
+                    await rx.progress.wait()
+            writer.write(b)
+            sent += per_batch
+            await writer.drain()
+        t_sent = time.perf_counter()
+        last_seen, last_change = rx.received, time.monotonic()
+        while not rx.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rx.done.wait(), 0.5)
+            if rx.received != last_seen:
+                last_seen, last_change = rx.received, time.monotonic()
+            elif time.monotonic() - last_change > args.stall_timeout:
+                break  # nothing moved for a while: report what arrived
+            if any(d.proc is not None and d.proc.poll() is not None for d in daemons):
+                break
+        t_end = rx.t_last if rx.t_last is not None else time.perf_counter()
+        cpu1 = {d.side.name: proc_cpu(d.pid) for d in daemons if d.proc and d.proc.poll() is None}
+        io1 = {d.side.name: proc_io(d.pid) for d in daemons if d.proc and d.proc.poll() is None}
+        bench_cpu = time.process_time() - bench0
+        await asyncio.sleep(0.1)  # late bounces
+        n = args.messages
+        missing = rx.seen.count(0)
+        duplicated = n - missing - rx.seen.count(1)
+        io: dict[str, dict[str, int]] = {}
+        for name in io1:
+            if io0.get(name) and io1.get(name):
+                io[name] = {k: io1[name][k] - io0[name][k] for k in ("rchar", "wchar")}
+        return E2EResult(
+            messages=n,
+            seconds=t_end - t0,
+            send_seconds=t_sent - t0,
+            rate=rx.received / (t_end - t0) if t_end > t0 else 0.0,
+            cpu={k: cpu1[k] - cpu0[k] for k in cpu1},
+            io=io,
+            bench_cpu=bench_cpu,
+            received=rx.received,
+            errors=back.errors,
+            out_of_order=rx.out_of_order,
+            missing=missing,
+            duplicated=duplicated,
+            passed=rx.exactly_once_in_order() and back.errors == 0,
+            error_samples=[s.decode(errors="replace") for s in back.error_samples],
+        )
+    finally:
+        for c in comps:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.close(), 3)
+        for t in tasks:
+            t.cancel()
+        for d in daemons:
+            await d.stop()
+        for d in daemons:
+            tail = [
+                line
+                for line in d.log_tail(200).splitlines()
+                if " WARNING " in line or " ERROR " in line or "Traceback" in line
+            ]
+            if tail:
+                print(f"--- {d.side.name} log (warnings and errors):", file=sys.stderr)
+                print("\n".join(tail[-20:]), file=sys.stderr)
+
+
+# -- micro-benchmarks ------------------------------------------------------------------------------
+def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
+def micro(stanzas: list[bytes], repeat: int) -> dict[str, Any]:
+    buf = b"".join(stanzas)
+    chunks = [buf[i : i + CHUNK] for i in range(0, len(buf), CHUNK)]
+    n = len(stanzas)
+
+    def parse() -> list[Element]:
+        p = StreamParser(content_ns=SERVER_NS, implied_header=X2X_HEADER)
+        out: list[Element] = []
+        for c in chunks:
+            out.extend(ev.element for ev in p.feed(c) if type(ev) is StanzaReceived)
+        return out
+
+    t_parse, elements = best_of(repeat, parse)
+    assert len(elements) == n, f"parser produced {len(elements)} stanzas, expected {n}"
+
+    settings = X2XSettings(
+        peer_domains=DomainSet([AIR_DOMAIN, f"*.{AIR_DOMAIN}"]),
+        is_local=DomainSet([GROUND_DOMAIN, f"*.{GROUND_DOMAIN}"]).__contains__,
+    )
+
+    def session() -> int:
+        s = X2XSession(settings, now=0.0)
+        got = 0
+        for c in chunks:
+            got += sum(1 for ev in s.receive_data(c, 0.0) if type(ev) is StanzaIn)
+        return got
+
+    t_session, accepted = best_of(repeat, session)
+    assert accepted == n, f"X2X session accepted {accepted} stanzas, expected {n}"
+
+    def ser() -> int:
+        return sum(len(serialize(el, content_ns=SERVER_NS)) for el in elements)
+
+    t_ser, out_bytes = best_of(repeat, ser)
+    assert out_bytes == len(buf), "serializer output differs in size from the input"
+    mb = len(buf) / 1e6
+    return {
+        "stanzas": n,
+        "buffer_bytes": len(buf),
+        "parser_mb_s": mb / t_parse,
+        "parser_stanzas_s": n / t_parse,
+        "x2x_receive_mb_s": mb / t_session,
+        "x2x_receive_stanzas_s": n / t_session,
+        "serializer_stanzas_s": n / t_ser,
+        "serializer_mb_s": mb / t_ser,
+    }
+
+
+# -- output --------------------------------------------------------------------------------------
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    vwidth = max(len(v) for _, v in rows)
+    print(f"\n{title}")
+    print("-" * (width + vwidth + 3))
+    for k, v in rows:
+        print(f"{k:<{width}}   {v:>{vwidth}}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000, help="messages to send (100000)")
+    ap.add_argument("--size", type=int, default=200, help="target stanza size in bytes (200)")
+    ap.add_argument("--batch", type=int, default=500, help="stanzas per write (500)")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="max messages in flight (sent - received); 0 = unlimited (default)",
+    )
+    ap.add_argument("--warmup", type=int, default=200, help="warm-up messages, not timed (200)")
+    ap.add_argument(
+        "--micro-messages",
+        type=int,
+        default=50_000,
+        help="stanzas in the parser/serializer micro-benchmarks (50000)",
+    )
+    ap.add_argument("--repeat", type=int, default=3, help="micro-benchmark repeats, best kept")
+    ap.add_argument(
+        "--stall-timeout", type=float, default=15.0, help="give up after this long without progress"
+    )
+    ap.add_argument("--json", action="store_true", help="also print the results as JSON")
+    args = ap.parse_args(argv)
+    if args.messages < 1 or args.batch < 1 or args.size < 1:
+        ap.error("--messages, --batch and --size must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    n = args.messages
+    pad = padding_for(args.size)
+    sample = stanza(0, pad)
+    # The stanza as zerolink writes it on the X2X link (parsed, then serialized).
+    parsed = StreamParser(content_ns=SERVER_NS, implied_header=X2X_HEADER).feed(sample)
+    element = next(ev.element for ev in parsed if type(ev) is StanzaReceived)
+    wire = serialize(element, content_ns=SERVER_NS)
+
+    all_stanzas = [stanza(i, pad) for i in range(n)]
+    batches = [
+        b"".join(all_stanzas[i : i + args.batch]) for i in range(0, n, args.batch)
+    ]
+
+    with tempfile.TemporaryDirectory(prefix="zerolink-bench-") as tmp:
+        e2e = asyncio.run(end_to_end(args, batches, Path(tmp)))
+    del batches
+
+    micro_n = min(args.micro_messages, n) if args.micro_messages > 0 else n
+    m = micro(all_stanzas[:micro_n], args.repeat)
+
+    status = "PASS" if e2e.passed else "FAIL"
+    print(
+        f"zerolink {__version__} throughput, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; component -> air -> X2X -> ground -> component on loopback"
+    )
+    print(f"sample stanza ({len(sample)} bytes on the component stream):")
+    print(f"  {sample.decode()}")
+    rows = [
+        ("messages", f"{n:,}"),
+        ("stanza size, component stream (bytes)", f"{len(sample)}"),
+        ("end-to-end time, first send -> last receipt (s)", f"{e2e.seconds:.3f}"),
+        ("sender finished writing after (s)", f"{e2e.send_seconds:.3f}"),
+        ("throughput (messages/s)", f"{e2e.rate:,.0f}"),
+        ("throughput (payload MB/s)", f"{e2e.rate * len(sample) / 1e6:.2f}"),
+        ("target (messages/s)", "20,000"),
+    ]
+    for name in ("air", "ground"):
+        if name in e2e.cpu:
+            cpu = e2e.cpu[name]
+            rows.append((f"{name} CPU s per 10,000 messages", f"{cpu / n * 10_000:.3f}"))
+            rows.append((f"{name} CPU s total (utime+stime)", f"{cpu:.2f}"))
+            if cpu > 0:
+                rows.append((f"{name} max messages/s at 100% of one core", f"{n / cpu:,.0f}"))
+    rows.append(("bench clients CPU s per 10,000 messages", f"{e2e.bench_cpu / n * 10_000:.3f}"))
+    rows += [
+        ("received (bench sequence numbers)", f"{e2e.received:,}"),
+        ("missing / duplicated / out of order", f"{e2e.missing} / {e2e.duplicated} / "
+         f"{e2e.out_of_order}"),
+        ("error stanzas bounced to the sender", f"{e2e.errors}"),
+        (f"all {n:,} arrived exactly once in order", status),
+    ]
+    print_table("1-2. end to end (two daemon processes)", rows)
+
+    print_table(
+        f"3. in-process micro-benchmarks ({m['stanzas']:,} stanzas, "
+        f"{m['buffer_bytes'] / 1e6:.1f} MB, 64 KiB chunks, best of {args.repeat})",
+        [
+            ("XML parser alone (MB/s)", f"{m['parser_mb_s']:.2f}"),
+            ("XML parser alone (stanzas/s)", f"{m['parser_stanzas_s']:,.0f}"),
+            ("X2X session receive, parse + §4.5 checks (MB/s)", f"{m['x2x_receive_mb_s']:.2f}"),
+            ("X2X session receive (stanzas/s)", f"{m['x2x_receive_stanzas_s']:,.0f}"),
+            ("serializer alone (stanzas/s)", f"{m['serializer_stanzas_s']:,.0f}"),
+            ("serializer alone (MB/s)", f"{m['serializer_mb_s']:.2f}"),
+        ],
+    )
+
+    wire_rows = [
+        ("bytes per stanza on the X2X link (serialize())", f"{len(wire)}"),
+        ("X2X bytes before the first stanza (implied header)", "0"),
+    ]
+    if "air" in e2e.io:
+        wire_rows.append(
+            ("cross-check: air wchar per message (/proc/PID/io)", f"{e2e.io['air']['wchar'] / n:.1f}")
+        )
+    if "ground" in e2e.io:
+        wire_rows.append(
+            (
+                "cross-check: ground rchar per message (/proc/PID/io)",
+                f"{e2e.io['ground']['rchar'] / n:.1f}",
+            )
+        )
+    print_table("4. bytes on the wire", wire_rows)
+    for s in e2e.error_samples:
+        print(f"\nsample bounce: {s}")
+    print(f"\nRESULT: {status} ({e2e.rate:,.0f} messages/s)")
+
+    if args.json:
+        result = {
+            "zerolink": __version__,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "messages": n,
+            "stanza_bytes_component": len(sample),
+            "stanza_bytes_x2x": len(wire),
+            "end_to_end": {
+                "seconds": e2e.seconds,
+                "send_seconds": e2e.send_seconds,
+                "messages_per_s": e2e.rate,
+                "cpu_s": e2e.cpu,
+                "cpu_s_per_10k": {k: v / n * 10_000 for k, v in e2e.cpu.items()},
+                "bench_cpu_s": e2e.bench_cpu,
+                "io_bytes": e2e.io,
+                "received": e2e.received,
+                "missing": e2e.missing,
+                "duplicated": e2e.duplicated,
+                "out_of_order": e2e.out_of_order,
+                "errors": e2e.errors,
+                "pass": e2e.passed,
+            },
+            "micro": m,
+        }
+        print(json.dumps(result, indent=2))
+    return 0 if e2e.passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
