@@ -1,1 +1,21 @@
 """SQLite persistence."""
+
+from zerolink.store.accounts import AccountExists, AccountStore, NoSuchAccount, StoredScram
+from zerolink.store.db import MIGRATIONS, Database, StoreError, schema_version
+from zerolink.store.offline import OfflineStore
+from zerolink.store.roster import NoSuchRosterItem, RosterItem, RosterStore
+
+__all__ = [
+    "MIGRATIONS",
+    "AccountExists",
+    "AccountStore",
+    "Database",
+    "NoSuchAccount",
+    "NoSuchRosterItem",
+    "OfflineStore",
+    "RosterItem",
+    "RosterStore",
+    "StoreError",
+    "StoredScram",
+    "schema_version",
+]
