@@ -73,8 +73,8 @@ def test_run_with_a_bad_config_exits_1_without_traceback(tmp_path: Path):
 def _example_pair(tmp_path: Path) -> dict[str, dict[str, int]]:
     """Copy the examples to tmp_path with free ports (the data folders land beside them)."""
     ports = {
-        "air": {"x2x": free_port(AIR_IP), "comp": free_port(AIR_IP)},
-        "ground": {"x2x": free_port(GROUND_IP), "comp": free_port(GROUND_IP)},
+        name: {"x2x": free_port(ip), "comp": free_port(ip), "c2s": free_port(ip)}
+        for name, ip in (("air", AIR_IP), ("ground", GROUND_IP))
     }
     for name, ip, other, other_ip in (
         ("air", AIR_IP, "ground", GROUND_IP),
@@ -84,6 +84,7 @@ def _example_pair(tmp_path: Path) -> dict[str, dict[str, int]]:
         text = text.replace(f'"{ip}:5269"', f'"{ip}:{ports[name]["x2x"]}"')
         text = text.replace(f'"{other_ip}:5269"', f'"{other_ip}:{ports[other]["x2x"]}"')
         text = text.replace(f'"{ip}:5347"', f'"{ip}:{ports[name]["comp"]}"')
+        text = text.replace(f'"{ip}:5222"', f'"{ip}:{ports[name]["c2s"]}"')
         (tmp_path / f"{name}.toml").write_text(text)
     return ports
 
@@ -145,3 +146,40 @@ async def test_run_the_example_pair_as_two_processes(tmp_path: Path):
         assert "Traceback" not in text
         assert "link " in text and ": up (" in text  # one line per link state change
     assert (tmp_path / "air-data").is_dir() and (tmp_path / "ground-data").is_dir()
+
+
+def test_user_commands(tmp_path: Path):
+    ports = _example_pair(tmp_path)
+    del ports
+    cfg = str(tmp_path / "air.toml")
+    res = zerolink("user", "-c", cfg, "add", "Pilot@air.example", "--password", "s3cret")
+    assert res.returncode == 0, res.stderr
+    assert "created pilot@air.example" in res.stdout
+    # an existing account, a domain not hosted, a full JID: clear errors, exit 1
+    for args, expected in (
+        (("add", "pilot@air.example", "--password", "x"), "already exists"),
+        (("add", "ops@ground.example", "--password", "x"), "not hosted by this server"),
+        (("add", "a@air.example/res", "--password", "x"), "bare JID"),
+        (("add", "a b@air.example", "--password", "x"), "not a valid JID"),
+        (("passwd", "nobody@air.example", "--password", "x"), "does not exist"),
+        (("delete", "nobody@air.example"), "does not exist"),
+    ):
+        res = zerolink("user", "-c", cfg, *args)
+        assert res.returncode == 1, args
+        assert expected in res.stderr and "Traceback" not in res.stderr
+    # password from stdin when not given
+    res = zerolink("user", "-c", cfg, "add", "copilot@air.example", input="pw from stdin\n")
+    assert res.returncode == 0, res.stderr
+    res = zerolink("user", "-c", cfg, "list")
+    assert res.stdout.split() == ["copilot@air.example", "pilot@air.example"]
+    assert (
+        zerolink("user", "-c", cfg, "passwd", "pilot@air.example", "--password", "n").returncode
+        == 0
+    )
+    assert zerolink("user", "-c", cfg, "delete", "pilot@air.example").returncode == 0
+    assert zerolink("user", "-c", cfg, "list", "air.example").stdout.split() == [
+        "copilot@air.example"
+    ]
+    # the password is stored only as salted SCRAM keys
+    raw = (tmp_path / "air-data" / "zerolink.sqlite").read_bytes()
+    assert b"pw from stdin" not in raw

@@ -14,6 +14,7 @@ from zerolink.config import (
     ComponentConfig,
     Config,
     Endpoint,
+    HostConfig,
     IdentityConfig,
     PeerConfig,
     load_config,
@@ -77,6 +78,15 @@ def parse_problems(data: dict, tmp_path: Path) -> dict[str, str]:
     return {p.path: p.message for p in info.value.problems}
 
 
+def problem_at_data(tmp_path: Path, data: dict, path: str) -> str:
+    """Like `problem_at`, for a dict: the one problem at `path`."""
+    with pytest.raises(ConfigError) as info:
+        parse(data, tmp_path)
+    found = [p for p in info.value.problems if p.path == path]
+    assert len(found) == 1, f"expected one problem at {path!r}, got {info.value.problems!r}"
+    return found[0].message
+
+
 def peer(**overrides: object) -> dict:
     base: dict = {
         "name": "ground",
@@ -115,6 +125,7 @@ def test_air_example() -> None:
     assert p.source == "127.0.0.2"
     assert p.identity == IdentityConfig("address", (ipaddress.ip_network("127.0.0.3/32"),), None)
     assert (p.direction, p.connect) == ("both", "always")
+    assert cfg.host == HostConfig(domains=("air.example",), listen=Endpoint("127.0.0.2", 5222))
     assert warnings_for(cfg) == []
 
 
@@ -135,6 +146,7 @@ def test_ground_example_mirrors_air() -> None:
     assert p.identity.mode == "address"
     assert p.identity.addresses == (ipaddress.ip_network("127.0.0.2/32"),)
     assert (p.direction, p.connect) == ("both", "always")
+    assert cfg.host == HostConfig(domains=("ground.example",), listen=Endpoint("127.0.0.3", 5222))
 
 
 def test_examples_identify_each_other() -> None:
@@ -151,6 +163,10 @@ def test_dataclasses_are_frozen_with_slots() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.server.name = "x"  # type: ignore[misc]
     assert not hasattr(cfg.peers[0], "__dict__")
+    assert cfg.host is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.host.tls_required = False  # type: ignore[misc]
+    assert not hasattr(cfg.host, "__dict__")
 
 
 # --------------------------------------------------------------------------- defaults
@@ -166,6 +182,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.component_listener is None
     assert cfg.components == ()
     assert cfg.peers == ()
+    assert cfg.host is None
 
 
 def test_peer_defaults(tmp_path: Path) -> None:
@@ -814,6 +831,366 @@ def test_many_problems_reported_at_once(tmp_path: Path) -> None:
     assert "peer[0].identity.addresses[1]: expected an IP address" in text_of_error
 
 
+# --------------------------------------------------------------------------- host
+
+
+def host_config(host: dict | None = None, **extra: object) -> dict:
+    """Two server domains, a component and a peer, and a [host] (by default: listen only)."""
+    data: dict = {
+        "server": {"domains": ["air.example", "chat.example"]},
+        "host": {"listen": "127.0.0.2:5222"} if host is None else host,
+        "component_listener": {"listen": "127.0.0.2:5347"},
+        "component": [{"domain": "bot.air.example", "secret": "s"}],
+        "peer": [peer(domains=["ground.example", "*.ground.example"])],
+    }
+    data.update(extra)
+    return data
+
+
+def test_host_defaults(tmp_path: Path) -> None:
+    cfg = parse(host_config({"listen": "127.0.0.2"}), tmp_path)
+    h = cfg.host
+    assert h is not None
+    # domains omitted: every server domain, in order; the default port is 5222
+    assert h.domains == ("air.example", "chat.example")
+    assert h.listen == Endpoint("127.0.0.2", 5222)
+    for f in dataclasses.fields(HostConfig):
+        if f.default is not dataclasses.MISSING:
+            assert getattr(h, f.name) == f.default, f.name
+    assert (h.direct_tls_listen, h.certificate, h.key) == (None, None, None)
+    assert h.tls_required is True
+
+
+def test_host_full(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "air.pem").write_text("cert")
+    (certs / "air.key").write_text("key")
+    cfg = load(
+        tmp_path,
+        """
+        [server]
+        domains = ["air.example", "chat.example"]
+
+        [host]
+        domains = ["Chat.Example"]
+        listen = "[::1]:5000"
+        direct_tls_listen = "[::1]"
+        tls_required = false
+        certificate = "certs/air.pem"
+        key = "certs/air.key"
+        offline_limit = 0
+        auth_timeout = 5
+        max_unauthenticated = 1
+        max_sessions_per_user = 1
+        """,
+    )
+    assert cfg.host == HostConfig(
+        domains=("chat.example",),
+        listen=Endpoint("::1", 5000),
+        direct_tls_listen=Endpoint("::1", 5223),
+        tls_required=False,
+        certificate=certs / "air.pem",
+        key=certs / "air.key",
+        offline_limit=0,
+        auth_timeout=5.0,
+        max_unauthenticated=1,
+        max_sessions_per_user=1,
+    )
+    assert isinstance(cfg.host.auth_timeout, float)
+    assert cfg.host.certificate is not None and cfg.host.certificate.is_absolute()
+
+
+def test_host_certificate_resolves_against_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "etc"
+    sub.mkdir()
+    (sub / "c.pem").write_text("cert")
+    (sub / "c.key").write_text("key")
+    write(
+        sub,
+        '[server]\ndomains = ["a.example"]\n'
+        '[host]\nlisten = "127.0.0.1"\ncertificate = "c.pem"\nkey = "c.key"\n',
+        "z.toml",
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("etc/z.toml")
+    assert cfg.host is not None
+    assert (cfg.host.certificate, cfg.host.key) == (sub / "c.pem", sub / "c.key")
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "fragment"),
+    [
+        ({}, "host.listen", "required key is missing"),
+        ({"listen": 5222}, "host.listen", "got integer 5222"),
+        ({"listen": "127.0.0.2:0"}, "host.listen", "port number"),
+        ({"listen": "::1:5222"}, "host.listen", "brackets"),
+        ({"direct_tls_listen": "127.0.0.2:70000"}, "host.direct_tls_listen", "port number"),
+        ({"direct_tls_listen": ["127.0.0.2"]}, "host.direct_tls_listen", "got an array"),
+        ({"domains": []}, "host.domains", "at least one"),
+        ({"domains": "air.example"}, "host.domains", "expected an array of domain names"),
+        ({"domains": ["air.example", 7]}, "host.domains[1]", "got integer 7"),
+        ({"domains": ["*.air.example"]}, "host.domains[0]", "only allowed in peer domains"),
+        ({"domains": ["bad_label.example"]}, "host.domains[0]", "invalid domain name"),
+        ({"tls_required": "yes"}, "host.tls_required", "expected true or false, got string"),
+        ({"tls_required": 1}, "host.tls_required", "got integer 1"),
+        ({"certificate": ""}, "host.certificate", "must not be empty"),
+        ({"certificate": 5, "key": "k"}, "host.certificate", "expected a string"),
+        ({"offline_limit": -1}, "host.offline_limit", ">= 0"),
+        ({"offline_limit": 1.5}, "host.offline_limit", "expected an integer"),
+        ({"offline_limit": True}, "host.offline_limit", "boolean"),
+        ({"auth_timeout": 0}, "host.auth_timeout", "> 0"),
+        ({"auth_timeout": -1}, "host.auth_timeout", "> 0"),
+        ({"auth_timeout": "60"}, "host.auth_timeout", "expected a number of seconds"),
+        ({"auth_timeout": float("inf")}, "host.auth_timeout", "finite"),
+        ({"max_unauthenticated": 0}, "host.max_unauthenticated", ">= 1"),
+        ({"max_sessions_per_user": 0}, "host.max_sessions_per_user", ">= 1"),
+        ({"max_sessions_per_user": "10"}, "host.max_sessions_per_user", "expected an integer"),
+        ({"tls_requird": True}, "host.tls_requird", "did you mean 'tls_required'?"),
+        ({"port": 5222}, "host.port", "unknown key; expected one of: domains, listen,"),
+    ],
+)
+def test_host_problems(tmp_path: Path, host: dict, path: str, fragment: str) -> None:
+    table = {"listen": "127.0.0.2:5222", **host}
+    if not host:
+        del table["listen"]
+    msg = problem_at_data(tmp_path, host_config(table), path)
+    assert fragment in msg, msg
+
+
+def test_host_must_be_a_single_table(tmp_path: Path) -> None:
+    msg = problem_at(tmp_path, MINIMAL + '[[host]]\nlisten = "127.0.0.2"\n', "host")
+    assert msg == "expected a table, got an array"
+    msg = problem_at(tmp_path, 'host = "127.0.0.2"\n' + MINIMAL, "host")
+    assert msg == "expected a table, got string '127.0.0.2'"
+
+
+def test_unknown_top_level_key_suggests_host(tmp_path: Path) -> None:
+    msg = problem_at(tmp_path, "hots = {}\n" + MINIMAL, "hots")
+    assert "did you mean 'host'?" in msg
+
+
+def test_host_certificate_without_key(tmp_path: Path) -> None:
+    (tmp_path / "air.pem").write_text("cert")
+    msg = problem_at_data(
+        tmp_path,
+        host_config({"listen": "127.0.0.2", "certificate": str(tmp_path / "air.pem")}),
+        "host.key",
+    )
+    assert msg.startswith("required key is missing (certificate is set;")
+    assert "self-signed" in msg
+
+
+def test_host_key_without_certificate(tmp_path: Path) -> None:
+    (tmp_path / "air.key").write_text("key")
+    msg = problem_at(
+        tmp_path,
+        MINIMAL + '[host]\nlisten = "127.0.0.2"\nkey = "air.key"\n',
+        "host.certificate",
+    )
+    assert msg.startswith("required key is missing (key is set;")
+
+
+def test_host_missing_certificate_and_key_files(tmp_path: Path) -> None:
+    text = (
+        MINIMAL + '[host]\nlisten = "127.0.0.2"\ncertificate = "certs/air.pem"\nkey = "nope.key"\n'
+    )
+    found = {p.path: p.message for p in problems(tmp_path, text)}
+    assert set(found) == {"host.certificate", "host.key"}
+    assert found["host.certificate"] == f"file not found: {tmp_path / 'certs' / 'air.pem'}"
+    assert found["host.key"] == f"file not found: {tmp_path / 'nope.key'}"
+
+
+def test_host_certificate_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "air.key").write_text("key")
+    msg = problem_at(
+        tmp_path,
+        MINIMAL + '[host]\nlisten = "127.0.0.2"\ncertificate = "certs"\nkey = "air.key"\n',
+        "host.certificate",
+    )
+    assert msg == f"not a regular file: {tmp_path / 'certs'}"
+
+
+def test_host_certificate_below_a_file(tmp_path: Path) -> None:
+    (tmp_path / "air.key").write_text("key")
+    msg = problem_at(
+        tmp_path,
+        MINIMAL + '[host]\nlisten = "127.0.0.2"\ncertificate = "air.key/x.pem"\nkey = "air.key"\n',
+        "host.certificate",
+    )
+    assert msg.startswith("file not found:")
+
+
+def test_host_domain_not_a_server_domain(tmp_path: Path) -> None:
+    data = host_config(
+        {"listen": "127.0.0.2", "domains": ["air.example", "other.example"]}, peer=[]
+    )
+    msg = problem_at_data(tmp_path, data, "host.domains[1]")
+    assert msg == (
+        "'other.example' is not one of server.domains (air.example, chat.example); "
+        "a hosted domain must be one of this server's own domains"
+    )
+
+
+@pytest.mark.parametrize(
+    ("domain", "owner"),
+    [
+        ("bot.air.example", "component 'bot.air.example' (component[0].domain)"),
+        ("ground.example", "peer 'ground' (peer[0].domains[0])"),
+        ("muc.ground.example", "peer 'ground' (peer[0].domains[1])"),
+    ],
+)
+def test_host_domain_of_a_component_or_peer(tmp_path: Path, domain: str, owner: str) -> None:
+    data = host_config({"listen": "127.0.0.2", "domains": [domain]})
+    with pytest.raises(ConfigError) as info:
+        parse(data, tmp_path)
+    # Only the host entry is wrong; the rest of the file is fine.
+    ((path, msg),) = [(p.path, p.message) for p in info.value.problems]
+    assert path == "host.domains[0]"
+    expected = "is not one of server.domains (air.example, chat.example); it belongs to "
+    assert f"{expected}{owner};" in msg
+
+
+def test_host_domain_listed_twice(tmp_path: Path) -> None:
+    data = host_config({"listen": "127.0.0.2", "domains": ["air.example", "AIR.example"]})
+    msg = problem_at_data(tmp_path, data, "host.domains[1]")
+    assert msg == "domain 'air.example' is already listed at host.domains[0]"
+
+
+def test_claims_still_hold_with_a_host(tmp_path: Path) -> None:
+    # The hosted domain is a server domain: a component or a peer claiming it is still a problem
+    # (at the component/peer, not at the host), and a peer wildcard may not cover it.
+    data = host_config(
+        {"listen": "127.0.0.2", "domains": ["air.example"]},
+        component=[{"domain": "air.example", "secret": "s"}],
+        peer=[
+            peer(domains=["chat.example"]),
+            peer(name="x", domains=["*.example"], remote="10.0.0.9", listen="127.0.0.2:5270"),
+        ],
+    )
+    found = parse_problems(data, tmp_path)
+    assert set(found) == {"component[0].domain", "peer[0].domains[0]", "peer[1].domains[0]"}
+    assert "already claimed by the server (server.domains[0])" in found["component[0].domain"]
+    assert "already claimed by the server (server.domains[1])" in found["peer[0].domains[0]"]
+    assert "covers our own domain 'air.example'" in found["peer[1].domains[0]"]
+
+
+def test_host_domains_skip_check_when_server_domains_bad(tmp_path: Path) -> None:
+    data = host_config({"listen": "127.0.0.2", "domains": ["air.example"]})
+    data["server"] = {"domains": "air.example"}
+    found = parse_problems(data, tmp_path)
+    assert "server.domains" in found
+    assert not any(path.startswith("host") for path in found)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "fragment"),
+    [
+        # the peer listens on 127.0.0.2:5269, the component listener is 127.0.0.2:5347
+        (
+            {"listen": "127.0.0.2:5269"},
+            "host.listen",
+            "127.0.0.2:5269 is also peer[0].listen; the client listener needs its own",
+        ),
+        (
+            {"listen": "0.0.0.0:5269"},
+            "host.listen",
+            "0.0.0.0:5269 overlaps 127.0.0.2:5269 (peer[0].listen): a wildcard address",
+        ),
+        (
+            {"listen": "127.0.0.2:5347"},
+            "host.listen",
+            "127.0.0.2:5347 is also component_listener.listen;",
+        ),
+        (
+            {"listen": "127.0.0.2", "direct_tls_listen": "0.0.0.0:5347"},
+            "host.direct_tls_listen",
+            "0.0.0.0:5347 overlaps 127.0.0.2:5347 (component_listener.listen)",
+        ),
+        (
+            {"listen": "127.0.0.2:5222", "direct_tls_listen": "127.0.0.2:5222"},
+            "host.direct_tls_listen",
+            "127.0.0.2:5222 is also host.listen;",
+        ),
+        (
+            {"listen": "0.0.0.0:5222", "direct_tls_listen": "127.0.0.2:5222"},
+            "host.direct_tls_listen",
+            "127.0.0.2:5222 overlaps 0.0.0.0:5222 (host.listen)",
+        ),
+        (
+            {"listen": "[::]:5222", "direct_tls_listen": "[::1]:5222"},
+            "host.direct_tls_listen",
+            "[::1]:5222 overlaps [::]:5222 (host.listen)",
+        ),
+    ],
+)
+def test_host_listener_collisions(tmp_path: Path, host: dict, path: str, fragment: str) -> None:
+    msg = problem_at_data(tmp_path, host_config(host), path)
+    assert fragment in msg, msg
+
+
+def test_host_listener_separate_sockets_are_fine(tmp_path: Path) -> None:
+    # Other port, other address, other family, or same port on another address: all fine.
+    for listen, direct in [
+        ("127.0.0.2:5222", "127.0.0.2:5223"),
+        ("127.0.0.9:5269", "127.0.0.9:5347"),
+        ("[::]:5269", "[::]:5347"),
+        ("0.0.0.0:5222", "[::]:5222"),
+    ]:
+        cfg = parse(host_config({"listen": listen, "direct_tls_listen": direct}), tmp_path)
+        assert cfg.host is not None
+
+
+def test_host_listener_shared_by_peers_is_one_problem(tmp_path: Path) -> None:
+    data = host_config(
+        {"listen": "127.0.0.2:5269"},
+        peer=[
+            peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+            peer(name="b", domains=["b.example"], remote="10.0.0.2"),
+        ],
+    )
+    msg = problem_at_data(tmp_path, data, "host.listen")
+    assert msg.startswith("127.0.0.2:5269 is also peer[0].listen, peer[1].listen;")
+
+
+def test_host_problems_reported_with_the_rest(tmp_path: Path) -> None:
+    text = """
+        [server]
+        domains = ["air.example"]
+        log_level = "chatty"
+
+        [host]
+        domains = ["ground.example"]
+        listen = "127.0.0.2:5269"
+        direct_tls_listen = "127.0.0.2:5269"
+        tls_required = "yes"
+        certificate = "missing.pem"
+        auth_timeout = 0
+        max_sesions_per_user = 3
+
+        [[peer]]
+        name = "ground"
+        domains = ["ground.example"]
+        remote = "127.0.0.3"
+        listen = "127.0.0.2"
+    """
+    found = {p.path for p in problems(tmp_path, text)}
+    assert found == {
+        "server.log_level",
+        "host.domains[0]",
+        "host.listen",
+        "host.direct_tls_listen",
+        "host.tls_required",
+        "host.certificate",
+        "host.key",
+        "host.auth_timeout",
+        "host.max_sesions_per_user",
+    }
+
+
 # --------------------------------------------------------------------------- domains
 
 
@@ -856,6 +1233,42 @@ def test_summary(tmp_path: Path) -> None:
     assert "  direction: both, connect: always" in lines
     assert "  identity: address 127.0.0.3 (any source port)" in lines
     assert "bot-secret" not in text
+    # the host comes right after the server
+    i = lines.index("host: air.example")
+    assert lines[i : i + 6] == [
+        "host: air.example",
+        "  clients: 127.0.0.2:5222 (STARTTLS required)",
+        "  direct TLS: none",
+        f"  certificate: self-signed, generated at first start in {EXAMPLES / 'air-data'}",
+        "  per user: 10 sessions, 1000 offline messages",
+        "  unauthenticated: at most 100 connections, 60s each to authenticate",
+    ]
+    assert lines.index("component listener: 127.0.0.2:5347") > i
+
+
+def test_summary_host_with_certificate(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("cert")
+    (tmp_path / "c.key").write_text("key")
+    cfg = parse(
+        {
+            "server": {"domains": ["air.example", "chat.example"]},
+            "host": {
+                "listen": "127.0.0.2",
+                "direct_tls_listen": "[::1]",
+                "tls_required": False,
+                "certificate": "c.pem",
+                "key": "c.key",
+                "auth_timeout": 2.5,
+            },
+        },
+        tmp_path,
+    )
+    lines = summary(cfg).splitlines()
+    assert "host: air.example, chat.example" in lines
+    assert "  clients: 127.0.0.2:5222 (STARTTLS optional)" in lines
+    assert "  direct TLS: [::1]:5223" in lines
+    assert f"  certificate: {tmp_path / 'c.pem'} (key {tmp_path / 'c.key'})" in lines
+    assert "  unauthenticated: at most 100 connections, 2.5s each to authenticate" in lines
 
 
 def test_summary_other_shapes(tmp_path: Path) -> None:
@@ -888,6 +1301,7 @@ def test_summary_other_shapes(tmp_path: Path) -> None:
     assert "identity: address 10.0.0.0/8 (source port 5269)" in text
     assert all(line == line.rstrip() for line in text.splitlines())
     assert "peers: none" in summary(parse({"server": {"domains": ["a.example"]}}, tmp_path))
+    assert "host: none (no hosted users)" in text
 
 
 def test_warnings_for_implicit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -905,3 +1319,19 @@ def test_warnings_for_implicit(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 
 def test_no_warning_for_address_identity(tmp_path: Path) -> None:
     assert warnings_for(parse(config_with(peer()), tmp_path)) == []
+
+
+def test_warning_for_optional_tls_off_loopback(tmp_path: Path) -> None:
+    def warnings(listen: str, tls_required: bool) -> list[str]:
+        data = {
+            "server": {"domains": ["a.example"]},
+            "host": {"listen": listen, "tls_required": tls_required},
+        }
+        return warnings_for(parse(data, tmp_path))
+
+    (warning,) = warnings("10.0.0.1", False)
+    assert "tls_required = false" in warning and "10.0.0.1:5222" in warning
+    assert warnings("0.0.0.0", False) != []
+    assert warnings("[::1]", False) == []
+    assert warnings("127.0.0.2", False) == []
+    assert warnings("10.0.0.1", True) == []

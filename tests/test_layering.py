@@ -25,6 +25,7 @@ LAYERS = {
     "config": 4,
     "net": 5,
     "app": 6,
+    "users": 6,
     "cli": 7,
     "__main__": 8,
     "__init__": 0,

@@ -71,6 +71,63 @@ async def _serve(cfg) -> None:
     await server.stop()
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    """`zerolink user -c FILE add|passwd|delete|list`."""
+    from zerolink import users
+    from zerolink.store import AccountStore, StoreError
+
+    try:
+        cfg = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        db = users.open_database(cfg)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    store = AccountStore(db)
+    try:
+        if args.action == "list":
+            for local, domain in store.list(args.domain):
+                print(f"{local}@{domain}")
+            return 0
+        jid = users.hosted_jid(cfg, args.jid)
+        if args.action == "delete":
+            users.delete_user(store, jid)
+            print(f"deleted {jid}")
+            return 0
+        password = args.password
+        if password is None:
+            password = _prompt_password(str(jid))
+        if args.action == "add":
+            users.add_user(store, jid, password)
+            print(f"created {jid}")
+        else:
+            users.set_password(store, jid, password)
+            print(f"password of {jid} changed")
+        return 0
+    except (users.UserError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+
+
+def _prompt_password(jid: str) -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        return line.rstrip("\n")
+    first = getpass.getpass(f"password for {jid}: ")
+    if getpass.getpass("again: ") != first:
+        from zerolink.users import UserError
+
+        raise UserError("the passwords do not match")
+    return first
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zerolink",
@@ -91,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", help="configuration file (TOML)")
     check.set_defaults(func=cmd_check_config)
+
+    user = sub.add_parser("user", help="manage accounts of the hosted domains")
+    user.add_argument("-c", "--config", required=True, help="configuration file (TOML)")
+    actions = user.add_subparsers(dest="action", required=True)
+    for name, text in (("add", "create an account"), ("passwd", "change a password")):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("jid", help="bare JID, e.g. pilot@air.example")
+        p.add_argument("--password", help="the password (prompted for, or read from stdin, "
+                       "when omitted)")
+    p = actions.add_parser("delete", help="delete an account with its roster and offline messages")
+    p.add_argument("jid")
+    p = actions.add_parser("list", help="list accounts")
+    p.add_argument("domain", nargs="?", help="only this domain")
+    user.set_defaults(func=cmd_user)
     return parser
 
 

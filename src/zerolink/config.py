@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,12 +30,15 @@ from zerolink.errors import ConfigError, ConfigProblem
 from zerolink.jid import normalize_domain
 
 __all__ = [
+    "DEFAULT_C2S_PORT",
+    "DEFAULT_C2S_TLS_PORT",
     "DEFAULT_COMPONENT_PORT",
     "DEFAULT_S2S_PORT",
     "ComponentConfig",
     "ComponentListenerConfig",
     "Config",
     "Endpoint",
+    "HostConfig",
     "IdentityConfig",
     "PeerConfig",
     "ServerConfig",
@@ -50,6 +54,8 @@ logger = logging.getLogger("zerolink.config")
 
 DEFAULT_S2S_PORT = 5269
 DEFAULT_COMPONENT_PORT = 5347
+DEFAULT_C2S_PORT = 5222  # RFC 6120 client-to-server, STARTTLS
+DEFAULT_C2S_TLS_PORT = 5223  # XEP-0368 direct TLS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -121,12 +127,33 @@ class ComponentListenerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HostConfig:
+    """The embedded host: RFC 6120 client connections for users of `domains`.
+
+    `certificate` and `key` are both set or both None; None means the server generates a
+    self-signed certificate into ``server.data_dir`` at first start.
+    """
+
+    domains: tuple[str, ...]
+    listen: Endpoint
+    direct_tls_listen: Endpoint | None = None
+    tls_required: bool = True
+    certificate: Path | None = None
+    key: Path | None = None
+    offline_limit: int = 1000
+    auth_timeout: float = 60.0
+    max_unauthenticated: int = 100
+    max_sessions_per_user: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
     server: ServerConfig
     component_listener: ComponentListenerConfig | None
     components: tuple[ComponentConfig, ...]
     peers: tuple[PeerConfig, ...]
+    host: HostConfig | None = None
 
 
 # --------------------------------------------------------------------------- key sets
@@ -137,8 +164,20 @@ CONNECT_MODES = ("always", "on-demand")
 IDENTITY_MODES = ("address", "implicit")
 FUTURE_IDENTITY_MODES = ("tls",)
 
-TOP_KEYS = ("server", "component_listener", "component", "peer")
+TOP_KEYS = ("server", "host", "component_listener", "component", "peer")
 SERVER_KEYS = ("name", "domains", "data_dir", "log_level", "max_stanza_size", "max_depth")
+HOST_KEYS = (
+    "domains",
+    "listen",
+    "direct_tls_listen",
+    "tls_required",
+    "certificate",
+    "key",
+    "offline_limit",
+    "auth_timeout",
+    "max_unauthenticated",
+    "max_sessions_per_user",
+)
 COMPONENT_LISTENER_KEYS = ("listen",)
 COMPONENT_KEYS = ("domain", "secret")
 IDENTITY_KEYS = ("mode", "addresses", "port")
@@ -320,6 +359,16 @@ class _Ctx:
             return _BAD
         if value < minimum:
             self.add(p, f"must be >= {minimum}, got {value}")
+            return _BAD
+        return value
+
+    def boolean(self, table: dict[str, Any], key: str, path: str, default: bool) -> Any:
+        p = _key(path, key)
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, bool):
+            self.add(p, f"expected true or false, got {_describe(value)}")
             return _BAD
         return value
 
@@ -535,6 +584,66 @@ def _parse_server(ctx: _Ctx, data: dict[str, Any], base_dir: Path, stem: str) ->
     )
     draft["max_depth"] = ctx.integer(t, "max_depth", path, 64, minimum=MIN_DEPTH)
     return draft
+
+
+def _parse_host(ctx: _Ctx, data: dict[str, Any], base_dir: Path) -> Any:
+    """The optional [host] table -> a draft; None when absent, `_BAD` when not a table.
+
+    ``domains`` is None when the key is absent (default: every server domain, resolved once the
+    server's domains are known); otherwise [(domain, key path)] of the valid entries.
+    """
+    path = "host"
+    if path not in data:
+        return None
+    t = ctx.table(data[path], path, HOST_KEYS)
+    if t is None:
+        return _BAD
+    draft: dict[str, Any] = {"path": path, "domains": None}
+    if "domains" in t:
+        draft["domains"] = ctx.domain_list(t, "domains", path, wildcard=False)
+    if "listen" in t:
+        draft["listen"] = ctx.endpoint(t, "listen", path, DEFAULT_C2S_PORT)
+    else:
+        ctx.add(_key(path, "listen"), "required key is missing (e.g. listen = '127.0.0.1:5222')")
+        draft["listen"] = _BAD
+    draft["direct_tls_listen"] = ctx.endpoint(t, "direct_tls_listen", path, DEFAULT_C2S_TLS_PORT)
+    draft["tls_required"] = ctx.boolean(t, "tls_required", path, True)
+    draft["certificate"] = _existing_file(ctx, t, "certificate", path, base_dir)
+    draft["key"] = _existing_file(ctx, t, "key", path, base_dir)
+    # Both or neither: without both, the server generates its own self-signed pair.
+    for have, missing in (("certificate", "key"), ("key", "certificate")):
+        if have in t and missing not in t:
+            ctx.add(
+                _key(path, missing),
+                f"required key is missing ({have} is set; give both certificate and key, or "
+                "neither for a self-signed certificate generated in data_dir)",
+            )
+    draft["offline_limit"] = ctx.integer(t, "offline_limit", path, 1000, minimum=0)
+    draft["auth_timeout"] = ctx.duration(t, "auth_timeout", path, 60.0, positive=True)
+    draft["max_unauthenticated"] = ctx.integer(t, "max_unauthenticated", path, 100, minimum=1)
+    draft["max_sessions_per_user"] = ctx.integer(t, "max_sessions_per_user", path, 10, minimum=1)
+    return draft
+
+
+def _existing_file(ctx: _Ctx, t: dict[str, Any], key: str, path: str, base_dir: Path) -> Any:
+    """An optional path to an existing file, relative to the configuration file's folder."""
+    value = ctx.string(t, key, path, default=None)
+    if value is None or value is _BAD:
+        return value
+    p = _key(path, key)
+    file = base_dir / Path(os.path.expanduser(value))
+    try:
+        st = file.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        ctx.add(p, f"file not found: {file}")
+        return _BAD
+    except OSError as e:
+        ctx.add(p, f"cannot access {file}: {e.strerror or e}")
+        return _BAD
+    if not stat.S_ISREG(st.st_mode):
+        ctx.add(p, f"not a regular file: {file}")
+        return _BAD
+    return file
 
 
 def _parse_component_listener(ctx: _Ctx, data: dict[str, Any]) -> Any:
@@ -765,6 +874,7 @@ def _parse_source(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any, listen: 
 def _cross_check(
     ctx: _Ctx,
     server: dict[str, Any],
+    host: Any,
     listener: Any,
     components: list[dict[str, Any]],
     peers: list[dict[str, Any]],
@@ -799,6 +909,19 @@ def _cross_check(
                 if _wildcard_covers(d, ld):
                     ctx.add(where, f"wildcard '{d}' covers our own domain '{ld}' ({lwhere})")
 
+    # Hosted domains are server domains (so the claims above already keep them from components
+    # and peers); each listed once.
+    if isinstance(host, dict) and host["domains"] not in (None, _BAD):
+        ours = [d for d, _ in server["domains"]] if server["domains"] is not _BAD else []
+        listed: dict[str, str] = {}
+        for d, where in host["domains"]:
+            if d in listed:
+                ctx.add(where, f"domain '{d}' is already listed at {listed[d]}")
+                continue
+            listed[d] = where
+            if ours and d not in ours:
+                ctx.add(where, _not_a_server_domain(d, ours, claims))
+
     # Peer names are unique.
     names: dict[str, str] = {}
     for peer in peers:
@@ -826,11 +949,26 @@ def _cross_check(
                 f"must be <= reconnect_max ({hi:g}), got {lo:g}",
             )
 
-    _check_listeners(ctx, listener, components, peers)
+    _check_listeners(ctx, host, listener, components, peers)
+
+
+def _not_a_server_domain(domain: str, ours: list[str], claims: dict[str, str]) -> str:
+    owner = claims.get(domain)
+    if owner is None:
+        owner = next((o for d, o in claims.items() if _wildcard_covers(d, domain)), None)
+    where = f"; it belongs to {owner}" if owner is not None else ""
+    return (
+        f"'{domain}' is not one of server.domains ({', '.join(ours)}){where}; "
+        "a hosted domain must be one of this server's own domains"
+    )
 
 
 def _check_listeners(
-    ctx: _Ctx, listener: Any, components: list[dict[str, Any]], peers: list[dict[str, Any]]
+    ctx: _Ctx,
+    host: Any,
+    listener: Any,
+    components: list[dict[str, Any]],
+    peers: list[dict[str, Any]],
 ) -> None:
     if components and listener is None:
         ctx.add(
@@ -849,6 +987,10 @@ def _check_listeners(
                     f"{listener} clashes with the listen endpoint {peer['listen']} of "
                     f"{peer['path']}; the component listener needs its own address or port",
                 )
+
+    # The host's client listeners: sockets of their own, apart from each other too.
+    if isinstance(host, dict):
+        _check_host_listeners(ctx, host, listener, listening)
 
     # Distinct peer listen endpoints that still cannot both be bound (wildcard + specific).
     seen: list[dict[str, Any]] = []
@@ -898,6 +1040,38 @@ def _check_listeners(
                 _check_overlap(ctx, endpoint, other, peer)
 
 
+def _check_host_listeners(
+    ctx: _Ctx, host: dict[str, Any], listener: Any, listening: list[dict[str, Any]]
+) -> None:
+    def clash(ep: Endpoint, other: Endpoint, owners: str) -> str:
+        if ep == other:
+            return f"{ep} is also {owners}; the client listener needs its own address or port"
+        return (
+            f"{ep} overlaps {other} ({owners}): a wildcard address covers every address on its "
+            "port, so both cannot be bound; give the client listener its own address or port"
+        )
+
+    mine: list[tuple[str, Endpoint]] = []
+    for key in ("listen", "direct_tls_listen"):
+        ep = host[key]
+        if not isinstance(ep, Endpoint):
+            continue
+        where = _key(host["path"], key)
+        for other_where, other in mine:
+            if _endpoints_clash(ep, other):
+                ctx.add(where, clash(ep, other, other_where))
+        mine.append((where, ep))
+        if isinstance(listener, Endpoint) and _endpoints_clash(ep, listener):
+            ctx.add(where, clash(ep, listener, "component_listener.listen"))
+        # One problem per peer listen endpoint, naming every peer on it.
+        by_endpoint: dict[Endpoint, list[str]] = {}
+        for peer in listening:
+            if _endpoints_clash(ep, peer["listen"]):
+                by_endpoint.setdefault(peer["listen"], []).append(_key(peer["path"], "listen"))
+        for other, owners in by_endpoint.items():
+            ctx.add(where, clash(ep, other, ", ".join(owners)))
+
+
 def _check_overlap(
     ctx: _Ctx, endpoint: Endpoint, first: dict[str, Any], second: dict[str, Any]
 ) -> None:
@@ -938,10 +1112,11 @@ def parse_config(
         raise ConfigError(source, [ConfigProblem("", "expected a TOML table at the top level")])
     ctx.table(data, "", TOP_KEYS)
     server = _parse_server(ctx, data, base_dir, stem)
+    host = _parse_host(ctx, data, base_dir)
     listener = _parse_component_listener(ctx, data)
     components = _parse_components(ctx, data)
     peers = _parse_peers(ctx, data)
-    _cross_check(ctx, server, listener, components, peers)
+    _cross_check(ctx, server, host, listener, components, peers)
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
 
@@ -960,6 +1135,23 @@ def parse_config(
         ),
         components=tuple(ComponentConfig(c["domain"], c["secret"]) for c in components),
         peers=tuple(_build_peer(p) for p in peers),
+        host=_build_host(host, server) if host is not None else None,
+    )
+
+
+def _build_host(d: dict[str, Any], server: dict[str, Any]) -> HostConfig:
+    domains = d["domains"] if d["domains"] is not None else server["domains"]
+    return HostConfig(
+        domains=tuple(x for x, _ in domains),
+        listen=d["listen"],
+        direct_tls_listen=d["direct_tls_listen"],
+        tls_required=d["tls_required"],
+        certificate=d["certificate"],
+        key=d["key"],
+        offline_limit=d["offline_limit"],
+        auth_timeout=d["auth_timeout"],
+        max_unauthenticated=d["max_unauthenticated"],
+        max_sessions_per_user=d["max_sessions_per_user"],
     )
 
 
@@ -1043,7 +1235,17 @@ def warnings_for(cfg: Config) -> list[str]:
                 f"peer '{peer.name}': identity mode 'implicit' accepts any connection{where} as "
                 "this peer (XEP-0361 §4.2: NOT RECOMMENDED); prefer mode = 'address'"
             )
+    host = cfg.host
+    if host is not None and not host.tls_required and not _loopback(host.listen.host):
+        out.append(
+            f"host: tls_required = false lets clients on {host.listen} authenticate without "
+            "TLS, over a non-loopback address; prefer tls_required = true"
+        )
     return out
+
+
+def _loopback(host: str) -> bool:
+    return _is_ip(host) and ipaddress.ip_address(host).is_loopback
 
 
 def log_warnings(cfg: Config, log: logging.Logger | None = None) -> list[str]:
@@ -1070,6 +1272,27 @@ def _format_identity(ident: IdentityConfig) -> str:
     return ident.mode  # pragma: no cover - future modes
 
 
+def _summary_host(cfg: Config) -> list[str]:
+    h = cfg.host
+    if h is None:
+        return ["host: none (no hosted users)"]
+    starttls = "STARTTLS required" if h.tls_required else "STARTTLS optional"
+    if h.certificate is not None:
+        cert = f"{h.certificate} (key {h.key})"
+    else:
+        cert = f"self-signed, generated at first start in {cfg.server.data_dir}"
+    direct = str(h.direct_tls_listen) if h.direct_tls_listen is not None else "none"
+    return [
+        f"host: {', '.join(h.domains)}",
+        f"  clients: {h.listen} ({starttls})",
+        f"  direct TLS: {direct}",
+        f"  certificate: {cert}",
+        f"  per user: {h.max_sessions_per_user} sessions, {h.offline_limit} offline messages",
+        f"  unauthenticated: at most {h.max_unauthenticated} connections, "
+        f"{h.auth_timeout:g}s each to authenticate",
+    ]
+
+
 def summary(cfg: Config) -> str:
     """A short multi-line description for ``zerolink check-config`` (no secrets)."""
     s = cfg.server
@@ -1079,6 +1302,7 @@ def summary(cfg: Config) -> str:
         f"  data dir: {s.data_dir}",
         f"  log level: {s.log_level}",
     ]
+    lines += _summary_host(cfg)
     if cfg.component_listener is not None:
         lines.append(f"component listener: {cfg.component_listener.listen}")
         if cfg.components:
