@@ -19,9 +19,10 @@ What it measures, for the path
    session's receive path (parser plus XEP-0361 §4.5 validation) and the serializer alone in
    stanzas/s;
 4. bytes per stanza on the X2X link, computed as the size of the stanza as zerolink writes it
-   (`zerolink.xml.serializer.serialize` in ``jabber:server``, no ``xmlns``), with a cross-check
-   from the kernel's per-process I/O counters (/proc/PID/io ``wchar`` of air, ``rchar`` of
-   ground: the X2X socket is the only thing they write/read in bulk).
+   (`zerolink.xml.serializer.serialize` in ``jabber:server``, no ``xmlns``), cross-checked
+   with the kernel's counters of the X2X socket (``ss -tin``: bytes_sent and data segments of
+   the 127.0.0.2 -> 127.0.0.3 connection during the run). Nothing is sent before the first
+   stanza (implied stream header), so there is no setup cost to add.
 
 The two component clients are written here with raw asyncio streams (stream header, read the
 server's stream id, ``<handshake>`` = SHA-1(id + secret), wait for ``<handshake/>``); the sender
@@ -34,8 +35,10 @@ Run from the repository root (Linux; needs 127.0.0.2 and 127.0.0.3, which loopba
     python bench/throughput.py --messages 20000
     python bench/throughput.py                      # 100,000 messages of ~200 bytes
     python bench/throughput.py --size 1000 --json   # bigger stanzas, JSON after the table
+    python bench/throughput.py --pause-ground 2     # ground stalls 2 s: does anything bounce?
 
-Exit status 0 when every message arrived exactly once and in order, 1 otherwise.
+Exit status 0 when every message arrived exactly once and in order, 1 otherwise, 2 when the
+benchmark could not run (a daemon did not start, the link did not come up).
 """
 
 from __future__ import annotations
@@ -170,13 +173,47 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_io(pid: int) -> dict[str, int]:
-    """rchar/wchar (bytes passed to read/write syscalls) from /proc/PID/io, {} if unreadable."""
+TCP_COUNTER_RE = re.compile(r"\b(bytes_sent|bytes_received|data_segs_out|segs_out):(\d+)")
+
+
+def tcp_counters(src: str, dst: str) -> dict[str, dict[str, int]] | None:
+    """Kernel counters of the TCP sockets from src to dst (``ss -tin``), None without ss.
+
+    Component connections stay on one address (127.0.0.2 <-> 127.0.0.2), so src=air,
+    dst=ground selects the X2X connection(s) as air's end sees them.
+    """
     try:
-        with open(f"/proc/{pid}/io") as f:
-            return {k: int(v) for k, v in (line.split(":") for line in f)}
-    except (OSError, ValueError):
+        out = subprocess.run(
+            ["ss", "-tinH", "state", "established", "src", src, "dst", dst],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    socks: dict[str, dict[str, int]] = {}
+    key = ""
+    for line in out.splitlines():
+        if not line[:1].isspace():
+            parts = line.split()
+            key = " ".join(p for p in parts if ":" in p)  # local and peer address
+            socks[key] = {}
+        elif key:
+            socks[key].update({k: int(v) for k, v in TCP_COUNTER_RE.findall(line)})
+    return socks
+
+
+def tcp_delta(
+    before: dict[str, dict[str, int]] | None, after: dict[str, dict[str, int]] | None
+) -> dict[str, int]:
+    if before is None or after is None:
         return {}
+    total: dict[str, int] = {}
+    for key, counters in after.items():
+        for name, value in counters.items():
+            total[name] = total.get(name, 0) + value - before.get(key, {}).get(name, 0)
+    return total
 
 
 class Daemon:
@@ -191,8 +228,10 @@ class Daemon:
     def start(self) -> None:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "zerolink", "run", "-c", str(self.config)]
-                + ["--log-level", "warning"],
+                [
+                    *(sys.executable, "-m", "zerolink", "run"),
+                    *("-c", str(self.config), "--log-level", "warning"),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -221,6 +260,7 @@ class Daemon:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # in case --pause-ground left it stopped
         proc.send_signal(signal.SIGTERM)
         for _ in range(100):
             if proc.poll() is not None:
@@ -238,7 +278,9 @@ async def wait_listening(host: str, port: int, daemon: Daemon, timeout: float = 
             _, w = await asyncio.open_connection(host, port)
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{daemon.side.name}: nothing listens on {host}:{port}") from None
+                raise RuntimeError(
+                    f"{daemon.side.name}: nothing listens on {host}:{port}"
+                ) from None
             await asyncio.sleep(0.05)
             continue
         w.close()
@@ -408,7 +450,7 @@ class E2EResult:
     send_seconds: float
     rate: float
     cpu: dict[str, float]
-    io: dict[str, dict[str, int]]
+    tcp: dict[str, int]
     bench_cpu: float
     received: int
     errors: int
@@ -427,7 +469,6 @@ async def end_to_end(args: argparse.Namespace, batches: list[bytes], tmp: Path) 
         cfg = tmp / f"{me.name}.toml"
         cfg.write_text(daemon_toml(me, other, tmp / f"{me.name}-data"))
         daemons.append(Daemon(me, cfg, tmp / f"{me.name}.log"))
-    d_air, d_ground = daemons
     comps: list[Component] = []
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -441,7 +482,7 @@ async def end_to_end(args: argparse.Namespace, batches: list[bytes], tmp: Path) 
             await c.connect()
             comps.append(c)
         # Large write buffer: drain() then only waits when several batches are in flight.
-        sender.writer.transport.set_write_buffer_limits(high=4 * max(map(len, batches[:1])))
+        sender.writer.transport.set_write_buffer_limits(high=4 * len(batches[0]))
         rx = Counter(receiver, args.messages)
         back = Counter(sender, args.messages)  # bounces come back to the sender
         tasks = [asyncio.create_task(rx.run()), asyncio.create_task(back.run())]
@@ -466,13 +507,18 @@ async def end_to_end(args: argparse.Namespace, batches: list[bytes], tmp: Path) 
 
         # The measured run.
         cpu0 = {d.side.name: proc_cpu(d.pid) for d in daemons}
-        io0 = {d.side.name: proc_io(d.pid) for d in daemons}
+        tcp0 = tcp_counters(AIR_IP, GROUND_IP)
         bench0 = time.process_time()
         writer = sender.writer
         window = args.window
         per_batch = args.batch
         t0 = time.perf_counter()
         sent = 0
+        if args.pause_ground > 0:  # a stalled peer: what happens to the flow?
+            os.kill(daemons[1].pid, signal.SIGSTOP)
+            asyncio.get_running_loop().call_later(
+                args.pause_ground, os.kill, daemons[1].pid, signal.SIGCONT
+            )
         for b in batches:
             if window:
                 while sent - rx.received > window and not rx.closed.is_set():
@@ -494,23 +540,19 @@ async def end_to_end(args: argparse.Namespace, batches: list[bytes], tmp: Path) 
                 break
         t_end = rx.t_last if rx.t_last is not None else time.perf_counter()
         cpu1 = {d.side.name: proc_cpu(d.pid) for d in daemons if d.proc and d.proc.poll() is None}
-        io1 = {d.side.name: proc_io(d.pid) for d in daemons if d.proc and d.proc.poll() is None}
+        tcp1 = tcp_counters(AIR_IP, GROUND_IP)
         bench_cpu = time.process_time() - bench0
         await asyncio.sleep(0.1)  # late bounces
         n = args.messages
         missing = rx.seen.count(0)
         duplicated = n - missing - rx.seen.count(1)
-        io: dict[str, dict[str, int]] = {}
-        for name in io1:
-            if io0.get(name) and io1.get(name):
-                io[name] = {k: io1[name][k] - io0[name][k] for k in ("rchar", "wchar")}
         return E2EResult(
             messages=n,
             seconds=t_end - t0,
             send_seconds=t_sent - t0,
             rate=rx.received / (t_end - t0) if t_end > t0 else 0.0,
             cpu={k: cpu1[k] - cpu0[k] for k in cpu1},
-            io=io,
+            tcp=tcp_delta(tcp0, tcp1),
             bench_cpu=bench_cpu,
             received=rx.received,
             errors=back.errors,
@@ -554,15 +596,23 @@ def micro(stanzas: list[bytes], repeat: int) -> dict[str, Any]:
     chunks = [buf[i : i + CHUNK] for i in range(0, len(buf), CHUNK)]
     n = len(stanzas)
 
-    def parse() -> list[Element]:
+    def parse(keep: list[Element] | None = None) -> int:
+        # Like a daemon, drop each stanza once seen (keeping 50,000 trees alive would time
+        # the garbage collector walking them, not the parser).
         p = StreamParser(content_ns=SERVER_NS, implied_header=X2X_HEADER)
-        out: list[Element] = []
+        got = 0
         for c in chunks:
-            out.extend(ev.element for ev in p.feed(c) if type(ev) is StanzaReceived)
-        return out
+            for ev in p.feed(c):
+                if type(ev) is StanzaReceived:
+                    got += 1
+                    if keep is not None:
+                        keep.append(ev.element)
+        return got
 
-    t_parse, elements = best_of(repeat, parse)
-    assert len(elements) == n, f"parser produced {len(elements)} stanzas, expected {n}"
+    t_parse, parsed = best_of(repeat, parse)
+    assert parsed == n, f"parser produced {parsed} stanzas, expected {n}"
+    elements: list[Element] = []
+    parse(elements)  # the trees for the serializer benchmark
 
     settings = X2XSettings(
         peer_domains=DomainSet([AIR_DOMAIN, f"*.{AIR_DOMAIN}"]),
@@ -629,6 +679,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--stall-timeout", type=float, default=15.0, help="give up after this long without progress"
     )
+    ap.add_argument(
+        "--pause-ground",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="SIGSTOP the ground daemon for this long at the first send (flow-control test)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args(argv)
     if args.messages < 1 or args.batch < 1 or args.size < 1:
@@ -647,12 +704,14 @@ def main(argv: list[str] | None = None) -> int:
     wire = serialize(element, content_ns=SERVER_NS)
 
     all_stanzas = [stanza(i, pad) for i in range(n)]
-    batches = [
-        b"".join(all_stanzas[i : i + args.batch]) for i in range(0, n, args.batch)
-    ]
+    batches = [b"".join(all_stanzas[i : i + args.batch]) for i in range(0, n, args.batch)]
 
     with tempfile.TemporaryDirectory(prefix="zerolink-bench-") as tmp:
-        e2e = asyncio.run(end_to_end(args, batches, Path(tmp)))
+        try:
+            e2e = asyncio.run(end_to_end(args, batches, Path(tmp)))
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            print(f"benchmark could not run: {exc}", file=sys.stderr)
+            return 2
     del batches
 
     micro_n = min(args.micro_messages, n) if args.micro_messages > 0 else n
@@ -667,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {sample.decode()}")
     rows = [
         ("messages", f"{n:,}"),
+        *(
+            [("ground stopped (SIGSTOP) at first send for (s)", f"{args.pause_ground:g}")]
+            if args.pause_ground > 0
+            else []
+        ),
         ("stanza size, component stream (bytes)", f"{len(sample)}"),
         ("end-to-end time, first send -> last receipt (s)", f"{e2e.seconds:.3f}"),
         ("sender finished writing after (s)", f"{e2e.send_seconds:.3f}"),
@@ -684,8 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("bench clients CPU s per 10,000 messages", f"{e2e.bench_cpu / n * 10_000:.3f}"))
     rows += [
         ("received (bench sequence numbers)", f"{e2e.received:,}"),
-        ("missing / duplicated / out of order", f"{e2e.missing} / {e2e.duplicated} / "
-         f"{e2e.out_of_order}"),
+        (
+            "missing / duplicated / out of order",
+            f"{e2e.missing} / {e2e.duplicated} / {e2e.out_of_order}",
+        ),
         ("error stanzas bounced to the sender", f"{e2e.errors}"),
         (f"all {n:,} arrived exactly once in order", status),
     ]
@@ -708,16 +774,14 @@ def main(argv: list[str] | None = None) -> int:
         ("bytes per stanza on the X2X link (serialize())", f"{len(wire)}"),
         ("X2X bytes before the first stanza (implied header)", "0"),
     ]
-    if "air" in e2e.io:
+    tcp = e2e.tcp
+    if tcp.get("bytes_sent") and e2e.received:
         wire_rows.append(
-            ("cross-check: air wchar per message (/proc/PID/io)", f"{e2e.io['air']['wchar'] / n:.1f}")
+            ("measured: X2X TCP payload bytes per message (ss)", f"{tcp['bytes_sent'] / n:.1f}")
         )
-    if "ground" in e2e.io:
+    if tcp.get("data_segs_out") and e2e.received:
         wire_rows.append(
-            (
-                "cross-check: ground rchar per message (/proc/PID/io)",
-                f"{e2e.io['ground']['rchar'] / n:.1f}",
-            )
+            ("measured: messages per X2X TCP segment (ss)", f"{n / tcp['data_segs_out']:.1f}")
         )
     print_table("4. bytes on the wire", wire_rows)
     for s in e2e.error_samples:
@@ -739,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_s": e2e.cpu,
                 "cpu_s_per_10k": {k: v / n * 10_000 for k, v in e2e.cpu.items()},
                 "bench_cpu_s": e2e.bench_cpu,
-                "io_bytes": e2e.io,
+                "x2x_tcp_air_to_ground": e2e.tcp,
                 "received": e2e.received,
                 "missing": e2e.missing,
                 "duplicated": e2e.duplicated,
