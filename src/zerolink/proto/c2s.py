@@ -1,0 +1,811 @@
+"""RFC 6120 client-to-server stream, receiving (server) side, sans-I/O.
+
+One `C2SSession` per client connection. Bytes go in with `receive_data`, stanzas out with
+`send_stanza`; what to write comes out of `data_to_send`, what happened comes back as events.
+Time is a parameter: the driver calls `handle_timer(now)` at `timer()`.
+
+Negotiation, in order (RFC 6120 §4.3, §5, §6, §7)::
+
+    header -> features [STARTTLS] -> <starttls/> -> <proceed/>   StartTLS event; the driver
+                                                                 upgrades, tls_established()
+    header -> features [SASL]     -> <auth/> ... <success/>      Authenticated event
+    header -> features [bind]     -> bind iq                     BindRequest event; the host
+                                                                 answers bind_succeeded/failed
+    stanzas both ways                                            StanzaIn / StanzaRejected
+
+Every "header" after the first is a stream restart: a fresh parser, a fresh stream id, and our
+header again. The client's header must name a hosted domain in ``to`` (else ``host-unknown``)
+and a version of at least 1.0 (else ``unsupported-version``, §4.7.5); on a restart it must
+name the same domain as before (another hosted domain is ``not-authorized``). Our header
+carries ``from`` (the domain), a fresh ``id``, ``version='1.0'``, ``xml:lang='en'``, and ``to``
+echoing a well-formed ``from`` of the client's header (§4.7.2).
+
+Choices where RFC 6120 leaves room or where several conditions could apply:
+
+* TLS mandatory (`tls_required`, §5.3.1): only STARTTLS is advertised before TLS. ``<auth>``
+  before TLS is answered with the SASL failure ``<encryption-required/>`` (§6.5.4) and counts
+  as a failed attempt; a stanza or any other element is the stream error ``<not-authorized/>``
+  (§4.9.3.12: "XML stanzas or other outbound data before the stream has been authenticated").
+  `tls_required` without any way to get TLS is a configuration error (ValueError).
+* ``<starttls/>`` when it is not on offer (no TLS, already secure, mid-SASL, after SASL) is
+  answered with the TLS ``<failure/>`` and ``</stream:stream>`` (§5.4.2.2). Plaintext received
+  after ``<starttls/>`` and before `tls_established` is discarded (it would otherwise be
+  processed as if it came over TLS: the STARTTLS command-injection attack).
+* SASL (§6.4): the exchange itself is `zerolink.proto.sasl`; ``<auth>`` with no text (no
+  initial response) or ``=`` is answered with an empty challenge, since no mechanism offered
+  has a valid empty first message. A new ``<auth>`` in the middle of an exchange abandons the
+  old exchange (counted as failed). ``<response>`` with no exchange in progress is
+  ``<malformed-request/>``; ``<abort/>`` is ``<aborted/>`` (§6.4.4). An authzid must be the
+  user's own bare JID, else ``<invalid-authzid/>`` (§6.3.8, §6.5.6). An exception from the
+  credential lookup is ``<temporary-auth-failure/>``. Every
+  failed, aborted or abandoned attempt counts; the third is answered with its ``<failure>``
+  followed by the stream error ``<policy-violation/>`` (§6.4.5: at least 2 and at most 5
+  retries, then SHOULD be policy-violation).
+* Empty challenges are written as ``<challenge/>``; success additional data follows §6.4.6
+  (``=`` for zero-length, base64 otherwise, nothing when there is none).
+* Before the resource is bound, any stanza other than the bind iq is the stream error
+  ``<not-authorized/>`` (§7.1), including stanzas addressed to the server (stricter than
+  required: there is no full JID to stamp them with yet). Non-stanza elements there are
+  ``<unsupported-stanza-type/>``.
+* Bind (§7.6-7.7): a resourcepart that RFC 7622 rejects is the iq error ``<bad-request/>``
+  (modify, §7.7.2.1); an empty ``<resource/>`` means "generate one" (None). One resource per
+  stream (binding several is not part of RFC 6120): a second bind iq, pending or after
+  success, is ``<not-allowed/>`` (cancel). `bind_failed` takes the RFC 6120 default error type
+  of the condition (``conflict`` is cancel, §8.3.3.2) unless `type` is given. The bind result
+  and errors carry no ``from`` unless the bind iq had a ``to``.
+* RFC 3921 session iq after bind: an empty result. RFC 6120 dropped session establishment;
+  the feature is advertised with ``<optional/>`` so that only old clients send it.
+* Stanzas after bind (§8.1.2.1): a ``from`` other than the bound full JID or its bare JID
+  (or malformed) is the stream error ``<invalid-from/>``; then ``from`` is stamped with the
+  full JID. A missing ``to`` is left missing (the host decides: own account or server); a
+  malformed one is `StanzaRejected` with ``<jid-malformed/>``. Other top-level elements are
+  ``<unsupported-stanza-type/>``, except XEP-0198 ``<enable/>``/``<resume/>`` (any
+  ``urn:xmpp:sm:N``), answered with ``<failed>`` + ``<feature-not-implemented/>``: clients
+  try them even when they are not advertised.
+* Negotiation deadline: a stream that is not bound `auth_timeout` seconds after the
+  connection started gets the stream error ``<policy-violation/>`` (§4.9.3.14: a local
+  service policy). ``<connection-timeout/>`` (§4.9.3.4) is meant for a peer believed to have
+  lost the ability to communicate (keepalives, pings, XEP-0198), which is not what a deadline
+  measures; see `AUTH_TIMEOUT_CONDITION`. A deadline that passes during the TLS handshake
+  just closes (no XML can be written then).
+* Before authentication an element may be at most `PREAUTH_MAX_STANZA_SIZE` bytes (or
+  `max_stanza_size` if smaller), so an anonymous client cannot make us buffer much.
+* A client may pipeline the restart after its last SASL message (XEP-0305 Quickstart): what follows
+  the element that completed SASL in the same read goes to the new stream's parser.
+* Closing (§4.4) is the X2X exchange: ``</stream:stream>``, wait `close_timeout` for the
+  client's, done; a received ``</stream:stream>`` is answered with ours. After a stream error
+  we write the error and ``</stream:stream>`` and are closed at once. Stanzas received while
+  CLOSING are still reported (§4.4: the client may still be sending), but nothing can be sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
+
+from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
+from zerolink.jid import JID, JIDError, normalize_domain, parse_jid
+from zerolink.proto.sasl import (
+    DEFAULT_ITERATIONS,
+    SASL_NS,
+    Challenge,
+    CredentialLookup,
+    SASLFailure,
+    SASLServer,
+    decode_payload,
+    encode_payload,
+    offered_mechanisms,
+)
+from zerolink.stanza import IQ, STANZA_TAGS, error_element
+from zerolink.xml.element import CLIENT_NS, Element
+from zerolink.xml.parser import (
+    ParseError,
+    StanzaReceived,
+    StreamClosed,
+    StreamOpened,
+    StreamParser,
+)
+from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
+
+__all__ = [
+    "AUTH_TIMEOUT_CONDITION",
+    "MAX_AUTH_ATTEMPTS",
+    "PREAUTH_MAX_STANZA_SIZE",
+    "Authenticated",
+    "BindRequest",
+    "C2SSession",
+    "Closed",
+    "Event",
+    "StanzaIn",
+    "StanzaRejected",
+    "StartTLS",
+    "State",
+    "StreamErrorSent",
+]
+
+TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
+BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
+SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
+ROSTERVER_NS = "urn:xmpp:features:rosterver"
+SM_NS_PREFIX = "urn:xmpp:sm:"
+STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
+STARTTLS = f"{{{TLS_NS}}}starttls"
+AUTH = f"{{{SASL_NS}}}auth"
+RESPONSE = f"{{{SASL_NS}}}response"
+ABORT = f"{{{SASL_NS}}}abort"
+BIND = f"{{{BIND_NS}}}bind"
+RESOURCE = f"{{{BIND_NS}}}resource"
+SESSION = f"{{{SESSION_NS}}}session"
+
+#: Failed SASL attempts allowed on one stream (RFC 6120 §6.4.5: between 2 and 5 retries).
+MAX_AUTH_ATTEMPTS = 3
+#: Stream error for a stream not bound within `auth_timeout` (see the module docstring).
+AUTH_TIMEOUT_CONDITION = "policy-violation"
+#: Largest element before authentication (the largest SASL message is 16 KiB, 22 KiB in
+#: base64): an unauthenticated client cannot make us buffer `max_stanza_size` bytes.
+PREAUTH_MAX_STANZA_SIZE = 32 * 1024
+
+_PROCEED = f"<proceed xmlns='{TLS_NS}'/>".encode()
+_TLS_FAILURE = f"<failure xmlns='{TLS_NS}'/>".encode()
+
+
+class State(enum.Enum):
+    WAIT_HEADER = "wait-header"  # (re)started stream, waiting for the client's header
+    NEGOTIATING = "negotiating"  # features sent: STARTTLS and/or SASL
+    WAIT_TLS = "wait-tls"  # <proceed/> queued; the driver upgrades, then tls_established()
+    WAIT_BIND = "wait-bind"  # authenticated, bind feature sent
+    BIND_PENDING = "bind-pending"  # BindRequest emitted; the host answers
+    BOUND = "bound"  # stanzas flow
+    CLOSING = "closing"  # we sent </stream:stream> and wait for the client's
+    CLOSED = "closed"  # nothing more to read or write; the driver closes the transport
+
+
+# -- events ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """``<proceed/>`` is queued: flush it, upgrade the transport, call `tls_established`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """SASL succeeded for ``local@domain``; the stream restarts."""
+
+    local: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    """The client asks for a resource (normalized; None: the host generates one).
+
+    Answer with `C2SSession.bind_succeeded` or `C2SSession.bind_failed`.
+    """
+
+    resource: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaIn:
+    """A stanza from the bound client, ``from`` stamped with its full JID."""
+
+    stanza: Element
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaRejected:
+    """A stanza that cannot be accepted (``from`` already stamped); the caller answers it."""
+
+    stanza: Element
+    error: StanzaError
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorSent:
+    """We found a stream-level error; the error and our close are queued."""
+
+    condition: str
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The stream is over: flush `data_to_send()` and close the transport."""
+
+    reason: str
+
+
+Event = (
+    StartTLS | Authenticated | BindRequest | StanzaIn | StanzaRejected | StreamErrorSent | Closed
+)
+
+
+class _Restart(Exception):
+    """Internal: the element just handled restarted the stream (TLS or SASL success).
+
+    `remainder` is what the client sent after that element in the same read.
+    """
+
+    def __init__(self, remainder: bytes = b"") -> None:
+        super().__init__()
+        self.remainder = remainder
+
+
+class C2SSession:
+    """Server side of one client connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        domains: Container[str],
+        lookup: CredentialLookup,
+        stream_id_factory: Callable[[], str],
+        tls_available: bool,
+        tls_required: bool = True,
+        direct_tls: bool = False,
+        max_stanza_size: int = 262144,
+        max_depth: int = 64,
+        auth_timeout: float = 60.0,
+        close_timeout: float = 10.0,
+        now: float = 0.0,
+        nonce_factory: Callable[[], str] | None = None,
+        sasl_secret: bytes | None = None,
+        sasl_iterations: int = DEFAULT_ITERATIONS,
+    ) -> None:
+        if tls_required and not (tls_available or direct_tls):
+            raise ValueError("tls_required needs tls_available or direct_tls")
+        self._domains = domains
+        self._lookup = lookup
+        self._new_id = stream_id_factory
+        self._tls_available = tls_available and not direct_tls
+        self._tls_required = tls_required
+        self._max_stanza_size = max_stanza_size
+        self._max_depth = max_depth
+        self._close_timeout = close_timeout
+        self._nonce_factory = nonce_factory
+        self._sasl_secret = sasl_secret
+        self._sasl_iterations = sasl_iterations
+
+        self.state = State.WAIT_HEADER
+        self.secure = direct_tls
+        self.domain: str | None = None
+        self.authenticated_user: str | None = None
+        self.jid: JID | None = None
+        self.stream_id: str | None = None
+
+        self._deadline: float | None = now + auth_timeout if auth_timeout > 0 else None
+        self._close_deadline: float | None = None
+        self._out: list[bytes] = []
+        self._any_header_sent = False  # on this connection
+        self._header_sent = False  # on the current (possibly restarted) stream
+        self._sasl: SASLServer | None = None
+        self._auth_failures = 0
+        self._bind_id: str | None = None
+        self._bind_to: str | None = None
+        self._parser = self._new_parser()
+
+    # -- output ------------------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the transport, in order; empties the buffer."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _write(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def _write_el(self, el: Element) -> None:
+        self._out.append(serialize(el, content_ns=CLIENT_NS))
+
+    def send_stanza(self, stanza: Element) -> None:
+        """Queue a stanza for the client (in ``jabber:client``). Only valid when BOUND."""
+        if self.state is not State.BOUND:
+            raise RuntimeError(f"cannot send a stanza on a c2s stream in state {self.state.value}")
+        self._write_el(stanza)
+
+    # -- calls from the driver and the host ----------------------------------------------
+    def tls_established(self, now: float) -> None:
+        """The TLS handshake that followed `StartTLS` is done: the stream restarts."""
+        if self.state is not State.WAIT_TLS:
+            raise RuntimeError(f"tls_established in state {self.state.value}")
+        self.secure = True
+        self._restart()
+
+    def bind_succeeded(self, jid: JID) -> None:
+        """Answer the pending `BindRequest` with `jid`; stanzas flow from now on."""
+        if self.state is not State.BIND_PENDING:
+            raise RuntimeError(f"no bind request pending (state {self.state.value})")
+        if (
+            jid.resource is None
+            or jid.local != self.authenticated_user
+            or jid.domain != self.domain
+        ):
+            raise ValueError(f"{jid} is not a full JID of {self.authenticated_user}@{self.domain}")
+        result = self._iq_reply("result")
+        result.subelement(BIND).subelement(f"{{{BIND_NS}}}jid", text=str(jid))
+        self._write_el(result)
+        self.jid = jid
+        self.state = State.BOUND
+        self._deadline = None
+
+    def bind_failed(
+        self, condition: str, text: str | None = None, *, type: str | None = None
+    ) -> None:
+        """Answer the pending `BindRequest` with an iq error; the client may try again."""
+        if self.state is not State.BIND_PENDING:
+            raise RuntimeError(f"no bind request pending (state {self.state.value})")
+        reply = self._iq_reply("error")
+        reply.append(error_element(StanzaError(condition, text, type)))
+        self._write_el(reply)
+        self.state = State.WAIT_BIND
+
+    def stream_error(
+        self, condition: str, text: str | None = None, now: float = 0.0
+    ) -> list[Event]:
+        """End the stream with a stream error of ours (e.g. ``conflict``, ``system-shutdown``)."""
+        return self._fail(StreamError(condition, text))
+
+    def close(self, now: float) -> list[Event]:
+        """Start the close exchange: ``</stream:stream>``, then wait for the client's."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            return []
+        if self.state is State.WAIT_TLS or not self._any_header_sent:
+            # Nothing of ours is open (or we cannot write XML mid-handshake).
+            self.state = State.CLOSED
+            return [Closed("closed by server")]
+        if not self._header_sent:  # a restarted stream the client has not reopened yet
+            self._write_header()
+        self._write(STREAM_CLOSE)
+        self.state = State.CLOSING
+        self._close_deadline = now + self._close_timeout
+        return []
+
+    # -- time --------------------------------------------------------------------------
+    def timer(self) -> float | None:
+        """When `handle_timer` should next be called, or None."""
+        if self.state is State.CLOSING:
+            return self._close_deadline
+        if self.state is State.CLOSED:
+            return None
+        return self._deadline
+
+    def handle_timer(self, now: float) -> list[Event]:
+        if self.state is State.CLOSING:
+            if self._close_deadline is not None and now >= self._close_deadline:
+                self.state = State.CLOSED
+                return [Closed("client did not answer our stream close in time")]
+            return []
+        if self.state is State.CLOSED or self._deadline is None or now < self._deadline:
+            return []
+        if self.state is State.WAIT_TLS:
+            self.state = State.CLOSED
+            return [Closed("TLS negotiation not finished in time")]
+        return self._fail(
+            StreamError(AUTH_TIMEOUT_CONDITION, "stream negotiation not finished in time")
+        )
+
+    # -- input -------------------------------------------------------------------------
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the client; returns what happened."""
+        events: list[Event] = []
+        while data and self.state not in (State.CLOSED, State.WAIT_TLS):
+            try:
+                self._process(data, events)
+                break
+            except _Restart as restart:
+                # Bytes after <success/> belong to the new stream (a client pipelining its
+                # restart, XEP-0305 §2); bytes after <starttls/> are dropped.
+                data = restart.remainder
+        return events
+
+    def _process(self, data: bytes, events: list[Event]) -> None:
+        error: ParseError | None = None
+        try:
+            parsed = self._parser.feed(data)
+        except ParseError as exc:
+            # Stanzas completed before the error are still processed (RFC 6120 §4.9.1.1).
+            parsed, error = exc.events, exc
+        sasl_elements = 0
+        try:
+            for ev in parsed:
+                if isinstance(ev, StanzaReceived):
+                    if ev.element.tag in (AUTH, RESPONSE):
+                        sasl_elements += 1
+                    try:
+                        self._element(ev.element, events)
+                    except _Restart:
+                        if self.state is State.WAIT_TLS:
+                            raise
+                        raise _Restart(_after_nth_sasl_element(data, sasl_elements)) from None
+                elif isinstance(ev, StreamOpened):
+                    self._open(ev.attrs)
+                elif isinstance(ev, StreamClosed):
+                    if self.state is not State.CLOSING:
+                        self._write(STREAM_CLOSE)
+                    self.state = State.CLOSED
+                    events.append(Closed("stream closed by client"))
+                    return
+                if self.state is State.CLOSED:
+                    return
+            if error is not None:
+                raise error
+        except StreamError as exc:
+            events.extend(self._fail(exc))
+
+    # -- stream header -----------------------------------------------------------------
+    def _new_parser(self) -> StreamParser:
+        limit = self._max_stanza_size
+        if self.authenticated_user is None:
+            limit = min(limit, PREAUTH_MAX_STANZA_SIZE)
+        return StreamParser(content_ns=CLIENT_NS, max_stanza_size=limit, max_depth=self._max_depth)
+
+    def _restart(self) -> None:
+        self._parser = self._new_parser()
+        self._header_sent = False
+        self.state = State.WAIT_HEADER
+
+    def _write_header(self, to: str | None = None) -> None:
+        self.stream_id = self._new_id()
+        attrs = {"id": self.stream_id, "version": "1.0", "xml:lang": "en"}
+        if self.domain is not None:
+            attrs["from"] = self.domain
+        if to is not None:
+            attrs["to"] = to
+        self._write(stream_header(attrs, default_ns=CLIENT_NS))
+        self._header_sent = self._any_header_sent = True
+
+    def _open(self, attrs: Mapping[str, str]) -> None:
+        if self.state is State.CLOSING:
+            return  # the client reopening a restarted stream we are closing
+        to = attrs.get("to", "")
+        try:
+            domain: str | None = normalize_domain(to) if to else None
+        except JIDError:
+            domain = None
+        hosted = domain is not None and domain in self._domains
+        if self.domain is None and hosted:
+            self.domain = domain
+        client = attrs.get("from")
+        try:
+            echo = str(parse_jid(client)) if client else None
+        except JIDError:
+            echo = None
+        # Our header goes out before any error, so that the client can read the error.
+        self._write_header(echo)
+        if not hosted:
+            raise StreamError("host-unknown", f"{to!r} is not served here" if to else "no 'to'")
+        if domain != self.domain:
+            raise StreamError("not-authorized", f"this stream belongs to {self.domain}")
+        if not _version_ok(attrs.get("version")):
+            raise StreamError("unsupported-version", "XMPP 1.0 or later is required")
+        self._write(self._features())
+        self.state = State.WAIT_BIND if self.authenticated_user is not None else State.NEGOTIATING
+
+    def _starttls_offered(self) -> bool:
+        return (
+            self.state is State.NEGOTIATING
+            and self._tls_available
+            and not self.secure
+            and self._sasl is None
+        )
+
+    def _features(self) -> bytes:
+        children: list[Element] = []
+        if self.authenticated_user is not None:
+            children.append(Element(BIND))
+            session = Element(SESSION)
+            session.subelement(f"{{{SESSION_NS}}}optional")
+            children.append(session)
+            children.append(Element(f"{{{ROSTERVER_NS}}}ver"))
+        else:
+            if self._tls_available and not self.secure:
+                tls = Element(STARTTLS)
+                if self._tls_required:
+                    tls.subelement(f"{{{TLS_NS}}}required")
+                children.append(tls)
+            if self.secure or not self._tls_required:
+                mechs = Element(f"{{{SASL_NS}}}mechanisms")
+                for name in offered_mechanisms(tls=self.secure):
+                    mechs.subelement(f"{{{SASL_NS}}}mechanism", text=name)
+                children.append(mechs)
+        body = b"".join(serialize(c, content_ns=CLIENT_NS) for c in children)
+        return b"<stream:features>" + body + b"</stream:features>"
+
+    # -- top-level elements ------------------------------------------------------------
+    def _element(self, el: Element, events: list[Event]) -> None:
+        tag = el.tag
+        if tag == STREAM_ERROR_TAG:
+            if self.state is not State.CLOSING:
+                self._write(STREAM_CLOSE)
+            self.state = State.CLOSED
+            events.append(Closed(_peer_error_reason(el)))
+            return
+        state = self.state
+        if state is State.NEGOTIATING:
+            self._negotiate(el, events)
+        elif state is State.BOUND or (state is State.CLOSING and self.jid is not None):
+            ev = self._stanza(el)
+            if ev is not None:
+                events.append(ev)
+        elif state in (State.WAIT_BIND, State.BIND_PENDING):
+            self._pre_bind(el, events)
+        # CLOSING before bind: negotiation is over, nothing more to do with its elements.
+
+    # -- TLS and SASL ------------------------------------------------------------------
+    def _negotiate(self, el: Element, events: list[Event]) -> None:
+        tag = el.tag
+        if tag == STARTTLS:
+            if not self._starttls_offered():
+                self._write(_TLS_FAILURE + STREAM_CLOSE)
+                self.state = State.CLOSED
+                events.append(Closed("STARTTLS refused"))
+                return
+            self._write(_PROCEED)
+            self.state = State.WAIT_TLS
+            events.append(StartTLS())
+            raise _Restart
+        if tag == AUTH:
+            if self._sasl is not None:  # a new attempt abandons the one in progress
+                self._sasl = None
+                self._count_failure()
+            self._auth(el, events)
+        elif tag == RESPONSE:
+            if self._sasl is None:
+                self._sasl_failed(SASLFailure("malformed-request", "no authentication in progress"))
+                return
+            self._sasl_step(el.text, events)
+        elif tag == ABORT:
+            sasl, self._sasl = self._sasl, None
+            self._sasl_failed(sasl.abort() if sasl is not None else SASLFailure("aborted"))
+        else:
+            raise StreamError("not-authorized", "authenticate first")
+
+    def _auth(self, el: Element, events: list[Event]) -> None:
+        if self._tls_required and not self.secure:
+            self._sasl_failed(SASLFailure("encryption-required", "use STARTTLS first"))
+            return
+        try:
+            self._sasl = SASLServer(
+                el.get("mechanism") or "",
+                self._lookup,
+                tls=self.secure,
+                nonce_factory=self._nonce_factory,
+                secret=self._sasl_secret,
+                fake_iterations=self._sasl_iterations,
+            )
+        except SASLFailure as exc:
+            self._sasl_failed(exc)
+            return
+        self._sasl_step(el.text, events)
+
+    def _sasl_step(self, text: str, events: list[Event]) -> None:
+        sasl = self._sasl
+        assert sasl is not None and self.domain is not None
+        try:
+            result = sasl.step(decode_payload(text))
+        except SASLFailure as exc:
+            self._sasl = None
+            self._sasl_failed(exc)
+            return
+        except Exception:  # the credential store failed: the client may retry later
+            self._sasl = None
+            self._sasl_failed(SASLFailure("temporary-auth-failure", "try again later"))
+            return
+        if isinstance(result, Challenge):
+            self._write_el(_sasl_el("challenge", encode_payload(result.data or None)))
+            return
+        self._sasl = None
+        try:
+            user = JID(result.username, self.domain, None)
+        except JIDError:
+            self._sasl_failed(SASLFailure("not-authorized", "authentication failed"))
+            return
+        if result.authzid is not None:
+            try:
+                ok = parse_jid(result.authzid) == user
+            except JIDError:
+                ok = False
+            if not ok:
+                self._sasl_failed(SASLFailure("invalid-authzid", "authzid must be your bare JID"))
+                return
+        assert user.local is not None
+        self._write_el(_sasl_el("success", encode_payload(result.data)))
+        self.authenticated_user = user.local
+        events.append(Authenticated(user.local, user.domain))
+        self._restart()
+        raise _Restart
+
+    def _sasl_failed(self, exc: SASLFailure) -> None:
+        failure = Element(f"{{{SASL_NS}}}failure")
+        failure.subelement(f"{{{SASL_NS}}}{exc.condition}")
+        if exc.text:
+            failure.subelement(f"{{{SASL_NS}}}text", text=exc.text)
+        self._write_el(failure)
+        self._count_failure()
+
+    def _count_failure(self) -> None:
+        self._auth_failures += 1
+        if self._auth_failures >= MAX_AUTH_ATTEMPTS:
+            raise StreamError("policy-violation", "too many failed authentication attempts")
+
+    # -- resource binding --------------------------------------------------------------
+    def _pre_bind(self, el: Element, events: list[Event]) -> None:
+        if el.tag == IQ and el.find(BIND) is not None:
+            if self.state is State.BIND_PENDING:
+                self._iq_error(el, StanzaError("not-allowed", "a bind request is pending"))
+                return
+            self._bind(el, events)
+        elif _sm_request(el):
+            self._sm_failed(el)
+        elif el.tag in STANZA_TAGS:
+            raise StreamError("not-authorized", "bind a resource first")
+        else:
+            raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+
+    def _bind(self, el: Element, events: list[Event]) -> None:
+        if el.get("type") != "set":
+            self._iq_error(el, StanzaError("bad-request", "bind is an iq of type 'set'"))
+            return
+        bind = el.find(BIND)
+        assert bind is not None and self.authenticated_user is not None and self.domain
+        res_el = bind.find(RESOURCE)
+        resource = res_el.text if res_el is not None else ""
+        normalized: str | None = None
+        if resource:
+            try:
+                normalized = JID(self.authenticated_user, self.domain, resource).resource
+            except JIDError as exc:
+                self._iq_error(el, StanzaError("bad-request", f"resourcepart: {exc.text}"))
+                return
+        self._bind_id = el.get("id")
+        self._bind_to = el.get("to")
+        self.state = State.BIND_PENDING
+        events.append(BindRequest(normalized))
+
+    def _iq_reply(self, kind: str) -> Element:
+        attrib = {"type": kind}
+        if self._bind_id is not None:
+            attrib["id"] = self._bind_id
+        if self._bind_to:
+            attrib["from"] = self._bind_to
+        return Element(IQ, attrib)
+
+    def _iq_error(self, iq: Element, error: StanzaError) -> None:
+        """An iq error from the server itself for an iq it handles (bind, session)."""
+        if iq.get("type") in ("result", "error"):
+            return
+        attrib = {"type": "error"}
+        if "id" in iq.attrib:
+            attrib["id"] = iq.attrib["id"]
+        if iq.get("to"):
+            attrib["from"] = iq.attrib["to"]
+        reply = Element(IQ, attrib)
+        reply.append(error_element(error))
+        self._write_el(reply)
+
+    def _sm_failed(self, el: Element) -> None:
+        failed = Element(f"{{{el.namespace}}}failed")
+        failed.subelement(f"{{{STANZAS_NS}}}feature-not-implemented")
+        self._write_el(failed)
+
+    # -- stanzas -----------------------------------------------------------------------
+    def _stanza(self, el: Element) -> Event | None:
+        jid = self.jid
+        assert jid is not None
+        if el.tag not in STANZA_TAGS:
+            if _sm_request(el):
+                if self.state is State.BOUND:
+                    self._sm_failed(el)
+                return None
+            raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+        if el.tag == IQ and el.get("type") in ("get", "set"):
+            if el.find(BIND) is not None:
+                if self.state is State.BOUND:
+                    self._iq_error(el, StanzaError("not-allowed", "a resource is already bound"))
+                return None
+            if el.find(SESSION) is not None and self._to_server(el.get("to")):
+                if self.state is State.BOUND:
+                    reply = Element(IQ, {"type": "result"})
+                    if "id" in el.attrib:
+                        reply.attrib["id"] = el.attrib["id"]
+                    if el.get("to"):
+                        reply.attrib["from"] = el.attrib["to"]
+                    self._write_el(reply)
+                return None
+        attrib = el.attrib
+        sender = attrib.get("from")
+        if sender is not None:
+            try:
+                claimed = parse_jid(sender)
+            except JIDError:
+                raise StreamError("invalid-from", f"malformed 'from' {sender!r}") from None
+            if claimed != jid and claimed != jid.bare:
+                raise StreamError("invalid-from", f"{claimed} is not {jid}")
+        attrib["from"] = str(jid)
+        recipient = attrib.get("to")
+        if recipient is not None:
+            try:
+                parse_jid(recipient)
+            except JIDError as exc:
+                return StanzaRejected(el, StanzaError("jid-malformed", f"to: {exc.text}"))
+        return StanzaIn(el)
+
+    def _to_server(self, to: str | None) -> bool:
+        """True when a stanza's 'to' is absent or names this stream's domain."""
+        if not to:
+            return True
+        try:
+            return parse_jid(to) == JID(None, self.domain or "", None)
+        except JIDError:
+            return False
+
+    # -- errors ------------------------------------------------------------------------
+    def _fail(self, exc: StreamError) -> list[Event]:
+        if self.state is State.CLOSED:
+            return []
+        if self.state not in (State.CLOSING, State.WAIT_TLS):
+            if not self._header_sent:
+                self._write_header()
+            self._write(stream_error(exc.condition, exc.text))
+            self._write(STREAM_CLOSE)
+        self.state = State.CLOSED
+        return [
+            StreamErrorSent(exc.condition, exc.text),
+            Closed(f"stream error {exc.condition}: {exc.text or ''}".rstrip(": ")),
+        ]
+
+
+# The end of an <auth> or <response> element, any prefix. Their content is base64, so the
+# first such end after an element's start is its own.
+_SASL_END = re.compile(
+    rb"</(?:[^\s<>/:]+:)?(?:auth|response)\s*>|<(?:[^\s<>/:]+:)?(?:auth|response)(?:\s[^<>]*)?/>"
+)
+
+
+def _after_nth_sasl_element(data: bytes, n: int) -> bytes:
+    """What follows the n-th ``<auth>``/``<response>`` element that ends in `data`.
+
+    The parser reads a whole chunk at once (one feed per '>' would make a flood of '>' cost
+    thousands of times more CPU), so where the element that completed SASL ends is found
+    again here. Only the client's own stream can be confused by a contrived chunk: it has
+    authenticated, and every byte of the chunk is its own.
+    """
+    for i, m in enumerate(_SASL_END.finditer(data), 1):
+        if i == n:
+            return data[m.end() :]
+    return b""
+
+
+def _sasl_el(local: str, text: str) -> Element:
+    return Element(f"{{{SASL_NS}}}{local}", None, [text] if text else None)
+
+
+def _version_ok(version: str | None) -> bool:
+    """RFC 6120 §4.7.5: "major.minor", each a non-negative integer; we need at least 1.0."""
+    if not version:
+        return False
+    major, dot, minor = version.partition(".")
+    if not (dot and major.isdigit() and minor.isdigit() and major.isascii() and minor.isascii()):
+        return False
+    return int(major) >= 1
+
+
+def _sm_request(el: Element) -> bool:
+    """XEP-0198 ``<enable/>`` or ``<resume/>`` (any version of the namespace)."""
+    return el.namespace.startswith(SM_NS_PREFIX) and el.local in ("enable", "resume")
+
+
+def _peer_error_reason(el: Element) -> str:
+    condition, text = "undefined-condition", None
+    for child in el.elements():
+        if child.namespace == STREAM_ERROR_NS:
+            if child.local == "text":
+                text = child.text
+            else:
+                condition = child.local
+    return f"client sent stream error {condition}" + (f": {text}" if text else "")
