@@ -40,6 +40,7 @@ class Side:
     ip: str
     x2x_port: int
     comp_port: int
+    c2s_port: int = 0
     peer: dict[str, object] = field(default_factory=dict)
     extra: str = ""
 

@@ -25,7 +25,7 @@ LAYERS = {
     "config": 4,
     "net": 5,
     "app": 6,
-    "users": 6,
+    "users": 5,
     "cli": 7,
     "__main__": 8,
     "__init__": 0,

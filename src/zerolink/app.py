@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from zerolink.config import Config, PeerConfig, warnings_for
+from zerolink.core.host import LocalHost
 from zerolink.core.router import Router
+from zerolink.net.c2s_conn import ClientListener
 from zerolink.net.components import ComponentConnection, ComponentRoute
 from zerolink.net.link import PeerLink
+from zerolink.net.tls import ensure_certificate, load_secret, server_context
 from zerolink.net.x2x_conn import X2XConnection
+from zerolink.proto.sasl import ScramCredentials
+from zerolink.store import AccountStore, Database, OfflineStore, RosterItem, RosterStore
+from zerolink.users import as_scram, open_database
 
 log = logging.getLogger("zerolink")
 
@@ -45,6 +52,9 @@ class Server:
         self.components: dict[str, ComponentRoute] = {}
         self.links: dict[str, PeerLink] = {}
         self._servers: list[asyncio.Server] = []
+        self.host: LocalHost | None = None
+        self.clients: ClientListener | None = None
+        self.db: Database | None = None
 
     async def start(self, *, start_links: bool = True) -> None:
         """Open listeners and, unless told otherwise, start the links' dialers."""
@@ -61,7 +71,11 @@ class Server:
             self.links[peer.name] = link
             self.router.add(peer.domains, link, local=False)
         loop = asyncio.get_running_loop()
+        if cfg.host is not None:
+            self._setup_host()
         try:
+            if self.clients is not None:
+                await self._listen_clients()
             if cfg.component_listener is not None and self.components:
                 ep = cfg.component_listener.listen
                 srv = await loop.create_server(
@@ -105,6 +119,67 @@ class Server:
         for link in self.links.values():
             link.start()
 
+    def _setup_host(self) -> None:
+        """The embedded host: accounts, rosters and offline messages in SQLite."""
+        cfg = self.config
+        assert cfg.host is not None
+        self.db = open_database(cfg)
+        self.accounts = accounts = AccountStore(self.db)
+        self.host = LocalHost(
+            cfg.host.domains,
+            self.router,
+            accounts,
+            RosterStore(self.db),
+            OfflineStore(self.db, limit_per_user=cfg.host.offline_limit),
+            RosterItem,
+            clock=time.time,
+        )
+        self.router.add(cfg.host.domains, self.host, local=True)
+
+        def lookup(local: str, domain: str, hash_name: str) -> ScramCredentials | None:
+            record = accounts.credentials(local, domain, hash_name)
+            return as_scram(record) if record is not None else None
+
+        cert, key = ensure_certificate(
+            cfg.server.data_dir, list(cfg.host.domains), cfg.host.certificate, cfg.host.key
+        )
+        self.clients = ClientListener(
+            cfg.host,
+            self.host,
+            self.router,
+            lookup,
+            server_context(cert, key),
+            cfg.server.max_stanza_size,
+            cfg.server.max_depth,
+            sasl_secret=load_secret(cfg.server.data_dir / "sasl-secret"),
+        )
+
+    async def _listen_clients(self) -> None:
+        assert self.clients is not None
+        loop = asyncio.get_running_loop()
+        host_cfg = self.clients.cfg
+        ep = host_cfg.listen
+        srv = await loop.create_server(
+            self.clients.factory(direct_tls=False), ep.host, ep.port, reuse_address=True
+        )
+        self._servers.append(srv)
+        log.info(
+            "clients: listening on %s (STARTTLS%s)",
+            ep,
+            " required" if host_cfg.tls_required else "",
+        )
+        if host_cfg.direct_tls_listen is not None:
+            ep = host_cfg.direct_tls_listen
+            srv = await loop.create_server(
+                self.clients.factory(direct_tls=True),
+                ep.host,
+                ep.port,
+                ssl=self.clients.tls,
+                reuse_address=True,
+            )
+            self._servers.append(srv)
+            log.info("clients: listening on %s (direct TLS, XEP-0368)", ep)
+
     def _x2x_factory(self, links: Sequence[PeerLink], listen: str) -> Any:
         def identify(addr: tuple[Any, ...]) -> PeerLink | None:
             for link in links:
@@ -128,6 +203,12 @@ class Server:
             for c in conns:
                 if c.transport is not None:
                     c.transport.abort()
+        if self.clients is not None:
+            for conn in list(self.clients.connections):
+                conn.kick("system-shutdown")
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        if self.db is not None:
+            self.db.close()
+            self.db = None

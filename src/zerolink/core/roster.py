@@ -1,0 +1,483 @@
+"""Rosters and the subscription state machine of the local host (RFC 6121 §2, §3, Appendix A).
+
+Pure logic, no I/O. The roster store lives in ``zerolink.store``, which ``core`` must not
+import: what the host needs of it is spelled out here as `typing.Protocol`s (`RosterStore`,
+`OfflineStore`, `AccountStore`, `RosterItem`), which ``zerolink.store`` satisfies. New items
+are made by a `MakeItem` callable passed to the host (``zerolink.store.roster.RosterItem``
+itself fits), always called with keyword arguments.
+
+The subscription state of a contact is RFC 6121 Appendix A's: the ``to``/``from`` halves of
+`subscription`, ``ask`` (Pending Out), ``pending_in`` (Pending In), plus ``approved`` (a
+pre-approval, §3.4). `outbound` and `inbound` are the Appendix A tables as functions.
+
+Items in the state "None + Pending In" with nothing else to show (no name, no group, no
+pre-approval) exist only to hold an inbound request: like ejabberd, the host keeps them out of
+the roster the client sees (`is_visible`), so a stranger's request does not add a contact; the
+request reaches the client as a subscribe presence.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from zerolink.core.disco import iq_result
+from zerolink.errors import StanzaError
+from zerolink.jid import JIDError, parse_jid
+from zerolink.stanza import IQ
+from zerolink.xml.element import Element
+
+if TYPE_CHECKING:
+    from zerolink.core.presence import Resource, Resources
+    from zerolink.core.router import Router
+
+__all__ = [
+    "GROUP",
+    "ITEM",
+    "QUERY",
+    "ROSTER_NS",
+    "AccountStore",
+    "Inbound",
+    "MakeItem",
+    "OfflineStore",
+    "Roster",
+    "RosterItem",
+    "RosterSet",
+    "RosterStore",
+    "State",
+    "has_from",
+    "has_to",
+    "inbound",
+    "is_empty",
+    "is_visible",
+    "item_element",
+    "outbound",
+    "parse_roster_set",
+    "removed_element",
+]
+
+ROSTER_NS = "jabber:iq:roster"
+QUERY = f"{{{ROSTER_NS}}}query"
+ITEM = f"{{{ROSTER_NS}}}item"
+GROUP = f"{{{ROSTER_NS}}}group"
+
+MAX_NAME_CHARS = 1023  # server-configured limits of RFC 6121 §2.3.3 (not-acceptable)
+MAX_GROUP_CHARS = 1023
+MAX_GROUPS = 64
+
+
+# -- what the host needs of the store ------------------------------------------------------------
+class RosterItem(Protocol):
+    """One roster entry (``zerolink.store.roster.RosterItem``); `contact` is a bare JID string."""
+
+    @property
+    def contact(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def subscription(self) -> str: ...  # 'none' | 'to' | 'from' | 'both'
+    @property
+    def ask(self) -> bool: ...
+    @property
+    def approved(self) -> bool: ...
+    @property
+    def pending_in(self) -> bool: ...
+    @property
+    def groups(self) -> tuple[str, ...]: ...
+
+
+class MakeItem(Protocol):
+    """Builds a `RosterItem`; called with these keyword arguments only."""
+
+    def __call__(
+        self,
+        *,
+        contact: str,
+        name: str | None,
+        subscription: str,
+        ask: bool,
+        approved: bool,
+        pending_in: bool,
+        groups: tuple[str, ...],
+    ) -> RosterItem: ...
+
+
+class RosterStore(Protocol):
+    """Rosters keyed by the user's bare JID string (``zerolink.store.roster.RosterStore``)."""
+
+    def items(self, user: str) -> list[RosterItem]: ...
+    def get(self, user: str, contact: str) -> RosterItem | None: ...
+    def put(self, user: str, item: RosterItem) -> int: ...
+    def remove(self, user: str, contact: str) -> int | None: ...
+    def version(self, user: str) -> int: ...
+    def changes_since(
+        self, user: str, version: int
+    ) -> tuple[list[RosterItem], list[str], int] | None: ...
+    def pending_in(self, user: str) -> list[tuple[str, bytes | None]]: ...
+    def set_pending_stanza(self, user: str, contact: str, stanza: bytes | None) -> None: ...
+
+
+class OfflineStore(Protocol):
+    """XEP-0160 offline messages (``zerolink.store.offline.OfflineStore``)."""
+
+    def push(self, user: str, stanza: bytes, stamp: float) -> bool: ...
+    def pop_all(self, user: str) -> list[tuple[bytes, float]]: ...
+    def count(self, user: str) -> int: ...
+
+
+class AccountStore(Protocol):
+    def exists(self, local: str, domain: str) -> bool: ...
+
+
+# -- states -------------------------------------------------------------------------------------
+def has_to(item: RosterItem | None) -> bool:
+    """The user receives the contact's presence."""
+    return item is not None and item.subscription in ("to", "both")
+
+
+def has_from(item: RosterItem | None) -> bool:
+    """The contact receives the user's presence."""
+    return item is not None and item.subscription in ("from", "both")
+
+
+def is_visible(item: RosterItem) -> bool:
+    """False for an item that only holds an inbound request ("None + Pending In", bare)."""
+    return not (
+        item.subscription == "none"
+        and item.pending_in
+        and not item.ask
+        and not item.approved
+        and item.name is None
+        and not item.groups
+    )
+
+
+def is_empty(item: RosterItem) -> bool:
+    """No subscription state, request, pre-approval, name or group: nothing worth keeping."""
+    return (
+        item.subscription == "none"
+        and not (item.ask or item.pending_in or item.approved)
+        and item.name is None
+        and not item.groups
+    )
+
+
+def fields(item: RosterItem | None) -> tuple[object, ...] | None:
+    """Every stored field, for comparing items of any class."""
+    if item is None:
+        return None
+    return (
+        item.contact,
+        item.name,
+        item.subscription,
+        item.ask,
+        item.approved,
+        item.pending_in,
+        tuple(item.groups),
+    )
+
+
+def view(item: RosterItem | None) -> tuple[object, ...] | None:
+    """What the client sees of an item (None when it sees nothing)."""
+    if item is None or not is_visible(item):
+        return None
+    return (item.contact, item.name, item.subscription, item.ask, item.approved, item.groups)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The Appendix A state of one contact, plus the §3.4 pre-approval."""
+
+    to: bool = False
+    frm: bool = False
+    ask: bool = False  # Pending Out
+    pending_in: bool = False  # Pending In
+    approved: bool = False
+
+    @classmethod
+    def of(cls, item: RosterItem | None) -> State:
+        if item is None:
+            return cls()
+        return cls(has_to(item), has_from(item), item.ask, item.pending_in, item.approved)
+
+    @property
+    def subscription(self) -> str:
+        return ("none", "to", "from", "both")[self.to + 2 * self.frm]
+
+
+def outbound(s: State, kind: str) -> tuple[bool, State]:
+    """(route the stanza?, new state) when the user sends a subscription stanza (A.2, §3.4)."""
+    if kind == "subscribe":  # A.2.1: always routed (the contact's server resyncs)
+        return True, replace(s, ask=s.ask or not s.to)
+    if kind == "unsubscribe":  # A.2.2: always routed
+        return True, replace(s, to=False, ask=False)
+    if kind == "subscribed":  # A.2.3
+        if s.pending_in:
+            return True, replace(s, frm=True, pending_in=False, approved=False)
+        if s.frm:
+            return False, s
+        return False, replace(s, approved=True)  # §3.4.1 pre-approval, not routed
+    if kind == "unsubscribed":  # A.2.4
+        if s.pending_in or s.frm:
+            return True, replace(s, frm=False, pending_in=False, approved=False)
+        return False, replace(s, approved=False)  # §3.4: cancels a pre-approval, not routed
+    raise ValueError(f"not a subscription type: {kind!r}")
+
+
+class Inbound(Enum):
+    """What the user's server does with an inbound subscription stanza (A.3)."""
+
+    IGNORE = "ignore"  # no state change, not delivered
+    DELIVER = "deliver"  # state changed: deliver to the user's resources, roster push
+    AUTO_REPLY = "auto-reply"  # subscribe while already 'from': answer 'subscribed' (§3.1.3)
+    AUTO_APPROVE = "auto-approve"  # subscribe pre-approved: 'from' granted, answered (§3.4)
+
+
+def inbound(s: State, kind: str) -> tuple[Inbound, State]:
+    """(action, new state) for a subscription stanza from a contact to the user (A.3)."""
+    if kind == "subscribe":  # A.3.1
+        if s.frm:
+            return Inbound.AUTO_REPLY, s
+        if s.approved:
+            return Inbound.AUTO_APPROVE, replace(s, frm=True, approved=False, pending_in=False)
+        if s.pending_in:
+            return Inbound.IGNORE, s
+        return Inbound.DELIVER, replace(s, pending_in=True)
+    if kind == "subscribed":  # A.3.3
+        if s.ask:
+            return Inbound.DELIVER, replace(s, to=True, ask=False)
+        return Inbound.IGNORE, s
+    if kind == "unsubscribed":  # A.3.4 (a pre-approval is kept, §4.3.2)
+        if s.ask or s.to:
+            return Inbound.DELIVER, replace(s, to=False, ask=False)
+        return Inbound.IGNORE, s
+    if kind == "unsubscribe":  # A.3.2
+        if s.pending_in or s.frm:
+            return Inbound.DELIVER, replace(s, frm=False, pending_in=False)
+        return Inbound.IGNORE, s
+    raise ValueError(f"not a subscription type: {kind!r}")
+
+
+def with_state(make_item: MakeItem, contact: str, old: RosterItem | None, s: State) -> RosterItem:
+    """`old` (or a new item for `contact`) with the subscription state `s`."""
+    return make_item(
+        contact=contact,
+        name=None if old is None else old.name,
+        subscription=s.subscription,
+        ask=s.ask,
+        approved=s.approved,
+        pending_in=s.pending_in,
+        groups=() if old is None else tuple(old.groups),
+    )
+
+
+# -- XML ----------------------------------------------------------------------------------------
+def item_element(item: RosterItem) -> Element:
+    """``<item jid name subscription [ask] [approved]><group/>...</item>`` (RFC 6121 §2.1.2)."""
+    attrib = {"jid": item.contact}
+    if item.name is not None:
+        attrib["name"] = item.name
+    attrib["subscription"] = item.subscription
+    if item.ask:
+        attrib["ask"] = "subscribe"
+    if item.approved:
+        attrib["approved"] = "true"
+    el = Element(ITEM, attrib)
+    for g in item.groups:
+        el.append(Element(GROUP, None, [g]))
+    return el
+
+
+def removed_element(contact: str) -> Element:
+    return Element(ITEM, {"jid": contact, "subscription": "remove"})
+
+
+def query_element(items: Sequence[Element] = (), ver: str | None = None) -> Element:
+    return Element(QUERY, {"ver": ver} if ver is not None else None, list(items))
+
+
+@dataclass(frozen=True, slots=True)
+class RosterSet:
+    """A validated roster set (RFC 6121 §2.3, §2.5)."""
+
+    contact: str  # bare JID string
+    remove: bool
+    name: str | None
+    groups: tuple[str, ...]
+
+
+def parse_roster_set(query: Element) -> RosterSet:
+    """Validate the ``<query/>`` of a roster set; raises `StanzaError` (RFC 6121 §2.3.3).
+
+    The 'ask' and 'approved' attributes and any 'subscription' other than "remove" are ignored,
+    as §2.1.2 requires of a server.
+    """
+    items = query.findall(ITEM)
+    if len(items) != 1 or sum(1 for _ in query.elements()) != 1:
+        raise StanzaError("bad-request", "a roster set carries exactly one item")
+    item = items[0]
+    raw = item.get("jid")
+    if not raw:
+        raise StanzaError("bad-request", "roster item without 'jid'")
+    try:
+        jid = parse_jid(raw)
+    except JIDError as exc:
+        raise StanzaError("jid-malformed", exc.text) from None
+    if jid.resource is not None:
+        raise StanzaError("bad-request", "roster items are bare JIDs")
+    contact = str(jid)
+    if item.get("subscription") == "remove":
+        return RosterSet(contact, True, None, ())
+    name = item.get("name") or None
+    if name is not None and len(name) > MAX_NAME_CHARS:
+        raise StanzaError("not-acceptable", "name too long")
+    groups: list[str] = []
+    for g in item.findall(GROUP):
+        text = g.text
+        if not text:
+            raise StanzaError("not-acceptable", "empty group name")
+        if len(text) > MAX_GROUP_CHARS:
+            raise StanzaError("not-acceptable", "group name too long")
+        if text in groups:
+            raise StanzaError("bad-request", "duplicate group")
+        groups.append(text)
+    if len(groups) > MAX_GROUPS:
+        raise StanzaError("not-acceptable", "too many groups")
+    return RosterSet(contact, False, name, tuple(groups))
+
+
+# -- the service ----------------------------------------------------------------------------------
+class Roster:
+    """The users' rosters: store access, what the client sees, roster pushes, roster IQs."""
+
+    def __init__(
+        self, store: RosterStore, make_item: MakeItem, resources: Resources, router: Router
+    ) -> None:
+        self.store = store
+        self.make_item = make_item
+        self.resources = resources
+        self.router = router
+        self._ids = itertools.count(1)
+
+    def item(self, user: str, contact: str) -> RosterItem | None:
+        return self.store.get(user, contact)
+
+    def items(self, user: str) -> list[RosterItem]:
+        return self.store.items(user)
+
+    def save(
+        self,
+        user: str,
+        old: RosterItem | None,
+        new: RosterItem | None,
+        *,
+        force_push: bool = False,
+    ) -> None:
+        """Store `new` in place of `old` (None: remove) and push what the client sees change.
+
+        An item left with nothing in it that the client never saw (a request declined or
+        withdrawn) is deleted rather than kept. `force_push` (a roster set or remove by the
+        user, RFC 6121 §2.3.2, §2.5.2) pushes even when nothing visible changed.
+        """
+        if new is None:
+            if old is None:
+                return
+            version = self.store.remove(user, old.contact)
+            if version is not None and (force_push or is_visible(old)):
+                self.push(user, removed_element(old.contact), version)
+            return
+        if not force_push:
+            if fields(old) == fields(new):
+                return
+            if is_empty(new) and (old is None or not is_visible(old)):
+                if old is not None:
+                    self.store.remove(user, old.contact)
+                return
+        version = self.store.put(user, new)
+        if force_push or view(old) != view(new):
+            shown = force_push or is_visible(new)
+            self.push(user, item_element(new) if shown else removed_element(new.contact), version)
+
+    def push(self, user: str, item: Element, version: int) -> None:
+        """A roster push to each interested resource of `user` (RFC 6121 §2.1.6)."""
+        for r in self.resources.interested(user):
+            self._push_to(r, item, str(version))
+
+    def _push_to(self, res: Resource, item: Element, ver: str) -> None:
+        iq = Element(IQ, {"type": "set", "id": f"push{next(self._ids)}", "to": str(res.jid)})
+        iq.append(query_element([item.copy()], ver if res.versioning else None))
+        self.router.route(iq)
+
+    def handle(
+        self,
+        stanza: Element,
+        query: Element,
+        user: str,
+        res: Resource | None,
+        on_remove: Callable[[str, RosterItem], None],
+    ) -> None:
+        """A roster get or set by `user` from its resource `res`; answers through the router."""
+        try:
+            if stanza.get("type") == "get":
+                self._get(stanza, query, user, res)
+            else:
+                self._set(stanza, query, user, on_remove)
+        except StanzaError as exc:
+            self.router.bounce(stanza, exc)
+
+    def _get(self, stanza: Element, query: Element, user: str, res: Resource | None) -> None:
+        """RFC 6121 §2.2, with versioning (§2.6)."""
+        ver = query.get("ver")
+        if res is not None:
+            res.interested = True
+            res.versioning = ver is not None
+        if ver is not None and res is not None and ver.isascii() and ver.isdigit():
+            changes = self.store.changes_since(user, int(ver))
+            # From version 0 the client holds nothing: one result beats a push per item.
+            if changes is not None and (int(ver) > 0 or changes[2] == 0):
+                changed, removed, current = changes
+                self.router.route(iq_result(stanza))  # §2.6.3: empty result, then pushes
+                pushes = [item_element(i) for i in changed if is_visible(i)]
+                pushes += [removed_element(c) for c in removed]
+                for n, el in enumerate(pushes, 1):
+                    # Only the last push moves the client to the current version: should the
+                    # stream break half way, it asks again from its old one.
+                    self._push_to(res, el, str(current) if n == len(pushes) else ver)
+                return
+        items = [item_element(i) for i in self.store.items(user) if is_visible(i)]
+        version = str(self.store.version(user)) if ver is not None else None
+        self.router.route(iq_result(stanza, query_element(items, version)))
+
+    def _set(
+        self,
+        stanza: Element,
+        query: Element,
+        user: str,
+        on_remove: Callable[[str, RosterItem], None],
+    ) -> None:
+        """RFC 6121 §2.3 (add, update) and §2.5 (remove)."""
+        rs = parse_roster_set(query)
+        old = self.store.get(user, rs.contact)
+        if rs.remove:
+            if old is None:
+                raise StanzaError("item-not-found")
+            self.save(user, old, None, force_push=True)
+            on_remove(user, old)
+        else:
+            if rs.contact == user:
+                raise StanzaError("not-allowed", "you cannot be your own contact")
+            s = State.of(old)
+            new = self.make_item(
+                contact=rs.contact,
+                name=rs.name,
+                subscription=s.subscription,
+                ask=s.ask,
+                approved=s.approved,
+                pending_in=s.pending_in,
+                groups=rs.groups,
+            )
+            self.save(user, old, new, force_push=True)
+        self.router.route(iq_result(stanza))
