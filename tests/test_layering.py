@@ -25,9 +25,10 @@ LAYERS = {
     "config": 4,
     "net": 5,
     "app": 6,
+    "demo": 7,
     "users": 5,
-    "cli": 7,
-    "__main__": 8,
+    "cli": 8,
+    "__main__": 9,
     "__init__": 0,
 }
 IO_MODULES = {"asyncio", "socket", "ssl", "select", "selectors", "time", "threading"}

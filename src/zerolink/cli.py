@@ -128,6 +128,22 @@ def _prompt_password(jid: str) -> str:
     return first
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from zerolink.demo import demo
+
+    _setup_logging(args.log_level)
+    if args.rtt < 0 or (args.rate is not None and args.rate <= 0):
+        print("error: --rtt must be >= 0 and --rate > 0", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(demo(Path(args.dir), rtt=args.rtt, rate=args.rate))
+    except OSError as exc:
+        log.error("cannot start the demo: %s", exc)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zerolink",
@@ -155,13 +171,36 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("add", "create an account"), ("passwd", "change a password")):
         p = actions.add_parser(name, help=text)
         p.add_argument("jid", help="bare JID, e.g. pilot@air.example")
-        p.add_argument("--password", help="the password (prompted for, or read from stdin, "
-                       "when omitted)")
+        p.add_argument(
+            "--password", help="the password (prompted for, or read from stdin, when omitted)"
+        )
     p = actions.add_parser("delete", help="delete an account with its roster and offline messages")
     p.add_argument("jid")
     p = actions.add_parser("list", help="list accounts")
     p.add_argument("domain", nargs="?", help="only this domain")
     user.set_defaults(func=cmd_user)
+
+    demo = sub.add_parser(
+        "demo", help="run an air and a ground server with users, no other XMPP server needed"
+    )
+    demo.add_argument(
+        "--dir",
+        default="zerolink-demo",
+        help="where the demo keeps its data (default: ./zerolink-demo)",
+    )
+    demo.add_argument(
+        "--rtt", type=float, default=0.0, help="emulated round-trip time of the X2X link in seconds"
+    )
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="emulated bit rate of the X2X link in bit/s, each way",
+    )
+    demo.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
