@@ -198,7 +198,7 @@ async def demo(base: Path, *, rtt: float, rate: float | None) -> int:
         link = f"rtt {rtt:g}s" + (f", {rate:g} bit/s" if rate else "") if relayed else "loopback"
         print(f"\nzerolink demo: air.example <-> ground.example over X2X ({link})\n", flush=True)
         print("Log in with any XMPP client (Gajim, Dino, Conversations, Profanity):")
-        for name, side in SIDES.items():
+        for side in SIDES.values():
             jid = f"{side['user']}@{side['domain']}"
             print(f"  {jid:22} password {passwords[jid]:14} server {side['ip']}:5222")
         print("  (STARTTLS with a self-signed certificate: accept it in the client)\n")
