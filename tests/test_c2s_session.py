@@ -281,6 +281,7 @@ def test_full_session_starttls_scram_sha256_bind_message():
     session = feats.find(f"{{{SESSION_NS}}}session")
     assert session is not None and session.find(f"{{{SESSION_NS}}}optional") is not None
     assert feats.find("{urn:xmpp:features:rosterver}ver") is not None
+    assert feats.find("{urn:xmpp:features:pre-approval}sub") is not None
     assert mechanisms(feats) == []
 
     assert c.send(bind("balcony")) == [c2s.BindRequest("balcony")]

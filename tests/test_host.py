@@ -383,6 +383,17 @@ def test_resource_conflict_kicks_the_old_session(w: World) -> None:
     assert w.host.sessions_of(J) == [new]
 
 
+def test_sessions_per_account_are_limited(w: World) -> None:
+    w.host.max_sessions_per_user = 2
+    w.connect(J, "one")
+    w.connect(J, "two")
+    with pytest.raises(StanzaError) as exc:
+        w.host.bind(Session(), "juliet", "air.example", "three")
+    assert exc.value.condition == "resource-constraint"
+    # taking over an existing resource is still allowed at the limit
+    assert w.host.bind(Session(), "juliet", "air.example", "two") == JID.parse(J + "/two")
+
+
 # -- roster --------------------------------------------------------------------------------------
 def test_roster_get_set_push_remove_and_versions(w: World) -> None:
     a = w.connect(J, "a", roster=False, presence=None)

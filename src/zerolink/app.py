@@ -133,6 +133,7 @@ class Server:
             OfflineStore(self.db, limit_per_user=cfg.host.offline_limit),
             RosterItem,
             clock=time.time,
+            max_sessions_per_user=cfg.host.max_sessions_per_user,
         )
         self.router.add(cfg.host.domains, self.host, local=True)
 

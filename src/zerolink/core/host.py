@@ -110,7 +110,9 @@ class LocalHost:
         *,
         clock: Callable[[], float],
         software: tuple[str, str] = ("zerolink", __version__),
+        max_sessions_per_user: int = 10,
     ) -> None:
+        self.max_sessions_per_user = max_sessions_per_user
         self.domains = frozenset(normalize_domain(d) for d in domains)
         self.router = router
         self.accounts = accounts
@@ -134,7 +136,8 @@ class LocalHost:
 
         Without a resource one is generated. If another session holds the JID, the new one
         wins and the old one is unbound and kicked with 'conflict'. Raises `StanzaError`
-        (bad-request) for a resource that cannot be prepared, `ValueError` for a domain not
+        (bad-request) for a resource that cannot be prepared, (resource-constraint) when the
+        account already has `max_sessions_per_user` sessions, `ValueError` for a domain not
         hosted here or a session already bound.
         """
         domain = normalize_domain(domain)
@@ -150,6 +153,13 @@ class LocalHost:
         except JIDError as exc:
             raise StanzaError("bad-request", exc.text) from None
         old = self.resources.get(jid)
+        if old is None and len(self.resources.connected(f"{local}@{domain}")) >= (
+            self.max_sessions_per_user
+        ):
+            # RFC 6120 §7.6.2.1: the account has reached its limit of sessions.
+            raise StanzaError(
+                "resource-constraint", f"at most {self.max_sessions_per_user} sessions per account"
+            )
         if old is not None:
             log.info("%s: resource conflict, the new session replaces the old one", jid)
             self.unbind(old.session)

@@ -129,6 +129,7 @@ TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
 BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
 SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
 ROSTERVER_NS = "urn:xmpp:features:rosterver"
+PRE_APPROVAL_NS = "urn:xmpp:features:pre-approval"  # RFC 6121 §3.4
 SM_NS_PREFIX = "urn:xmpp:sm:"
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -502,6 +503,7 @@ class C2SSession:
             session.subelement(f"{{{SESSION_NS}}}optional")
             children.append(session)
             children.append(Element(f"{{{ROSTERVER_NS}}}ver"))
+            children.append(Element(f"{{{PRE_APPROVAL_NS}}}sub"))
         else:
             if self._tls_available and not self.secure:
                 tls = Element(STARTTLS)
