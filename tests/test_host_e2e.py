@@ -265,3 +265,39 @@ async def test_roster_survives_restart_of_both_daemons(tmp_path, hosted):
     finally:
         await a.stop()
         await g.stop()
+
+
+async def test_direct_tls_listener_xep_0368(tmp_path, hosted):
+    air, ground = hosted
+    tls_port = free_port(AIR_IP)
+    air.extra = host_block(air) + f'direct_tls_listen = "{air.ip}:{tls_port}"\n'
+    a, g = await start_pair(tmp_path, air, ground)
+    make_user(a, "pilot@air.example", "pilot-pw")
+    try:
+        ctx = ssl.create_default_context(
+            cafile=str(a.config.server.data_dir / "tls" / "self-signed.pem")
+        )
+        reader, writer = await asyncio.open_connection(
+            air.ip, tls_port, ssl=ctx, server_hostname="air.example"
+        )
+        writer.write(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' to='air.example' "
+            b"version='1.0'>"
+        )
+        features = b""
+        while b"</stream:features>" not in features:
+            features += await asyncio.wait_for(reader.read(4096), 5)
+        # already encrypted: no STARTTLS, and PLAIN is offered
+        assert b"starttls" not in features
+        assert b"<mechanism>PLAIN</mechanism>" in features
+        writer.write(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+            b"AHBpbG90AHBpbG90LXB3</auth>"
+        )
+        reply = await asyncio.wait_for(reader.read(4096), 5)
+        assert b"<success" in reply
+        writer.close()
+    finally:
+        await a.stop()
+        await g.stop()
