@@ -208,10 +208,12 @@ async def test_on_demand_dials_when_needed_and_closes_when_idle(tmp_path, daemon
 
 
 async def test_bounce_after_stanza_timeout_and_when_queue_full(tmp_path, daemons, sides):
+    from zerolink.xml.element import Element
+
     air, ground = sides
-    await daemons(
+    a = await daemons(
         write_config(
-            tmp_path, air, ground, peer_overrides={"stanza_timeout": 0.5, "queue_limit": 2}
+            tmp_path, air, ground, peer_overrides={"stanza_timeout": 0.5, "queue_limit": 4}
         )
     )
     abot = await start_bot(air)  # ground never starts
@@ -222,14 +224,31 @@ async def test_bounce_after_stanza_timeout_and_when_queue_full(tmp_path, daemons
             abot.send_message(
                 mto=f"ops@{ground.bot}", mfrom=f"pilot@{air.bot}", mbody=f"x{i}", mtype="chat"
             )
-        first = await abot.next_message()
-        assert first["type"] == "error"
-        assert error_condition(first) == "resource-constraint"
-        assert loop.time() - t0 < 0.4
-        timeouts = [await abot.next_message(), await abot.next_message()]
-        assert loop.time() - t0 >= 0.45
-        assert [error_condition(m) for m in timeouts] == ["remote-server-timeout"] * 2
+        # The component is paused at high water (2 of 4) instead of being bounced for a full
+        # queue: every stanza waits its stanza_timeout in the queue, then bounces. The third
+        # is only read once the first two have timed out, so it bounces a timeout later.
+        timeouts, times = [], []
+        for _ in range(3):
+            timeouts.append(await abot.next_message())
+            times.append(loop.time() - t0)
+        assert times[0] >= 0.45 and times[2] >= 0.95
+        assert [error_condition(m) for m in timeouts] == ["remote-server-timeout"] * 3
         assert all(m["from"].full == f"ops@{ground.bot}" for m in timeouts)
+
+        # A sender that does not take part in backpressure (here the link's deliver called
+        # directly, as for a bounce) still meets the queue's limit: the fifth bounces at once.
+        t1 = loop.time()
+        for i in range(5):
+            link_of(a).deliver(
+                Element(
+                    "{jabber:server}message",
+                    {"from": f"pilot@{air.bot}", "to": f"ops@{ground.bot}", "id": f"d{i}"},
+                )
+            )
+        first = await abot.next_message()
+        assert first["type"] == "error" and first["id"] == "d4"
+        assert error_condition(first) == "resource-constraint"
+        assert loop.time() - t1 < 0.4
     finally:
         await abot.stop()
 

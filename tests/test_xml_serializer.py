@@ -121,6 +121,22 @@ def test_invalid_characters_raise(bad: str) -> None:
         serialize(Element(f"{S}m", {"a": bad}))
 
 
+@pytest.mark.parametrize("code", range(32))
+def test_every_c0_control_in_ascii_and_non_ascii_stanzas(code: int) -> None:
+    # ASCII output takes the bytes.translate fast path, non-ASCII output the regex: same answer.
+    for text in (f"a{chr(code)}b", f"é{chr(code)}b"):
+        el = Element(f"{S}body", None, [text])
+        if code in (9, 10, 13):
+            assert serialize(el) == f"<body>{text.replace(chr(13), '&#13;')}</body>".encode()
+        else:
+            with pytest.raises(ValueError):
+                serialize(el)
+
+
+def test_del_and_non_ascii_are_allowed() -> None:
+    assert serialize(Element(f"{S}b", None, ["\x7f é ✈"])) == "<b>\x7f é ✈</b>".encode()
+
+
 def test_allowed_whitespace_controls() -> None:
     assert serialize(Element(f"{S}b", None, ["\t\n"])) == b"<b>\t\n</b>"
 

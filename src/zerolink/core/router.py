@@ -23,7 +23,12 @@ log = logging.getLogger("zerolink.router")
 
 
 class Route(Protocol):
-    """Something that takes stanzas for a set of domains."""
+    """Something that takes stanzas for a set of domains.
+
+    A route that can fill up (a peer link's queue, a component's socket) also has
+    ``congested() -> bool``, ``when_drained(callback)`` and ``cancel_drained(callback)``: the
+    connections feeding it stop reading while it is congested (see `zerolink.net.flow`).
+    """
 
     name: str
 
@@ -74,24 +79,31 @@ class Router:
             if route is not None:
                 return route
 
-    def route(self, stanza: Element) -> None:
-        """Hand a stanza to the route for its `to` domain, or bounce it."""
+    def route(self, stanza: Element) -> Route | None:
+        """Hand a stanza to the route for its `to` domain, or bounce it.
+
+        Returns the route it was delivered to (None when it bounced), so that the caller can
+        ask a route that may fill up whether it is congested (backpressure, see
+        `zerolink.net.flow`).
+        """
         to = stanza.attrib.get("to")
         if not to:
             self.bounce(stanza, StanzaError("jid-malformed", "stanza without 'to'"))
-            return
+            return None
         try:
             domain = jid_domain(to)
         except JIDError as exc:
             self.bounce(stanza, StanzaError("jid-malformed", str(exc)))
-            return
+            return None
         route = self.route_for(domain)
         if route is not None:
             route.deliver(stanza)
-        elif domain in self._own:
+            return route
+        if domain in self._own:
             self.bounce(stanza, StanzaError("service-unavailable"))
         else:
             self.bounce(stanza, StanzaError("remote-server-not-found", f"no route to {domain}"))
+        return None
 
     def bounce(self, stanza: Element, error: StanzaError) -> None:
         """Send the error reply for `stanza` back to its sender (never for an error)."""

@@ -1,13 +1,22 @@
-"""XEP-0114 components attached to this server (a bot, a gateway), like Prosody's component port."""
+"""XEP-0114 components attached to this server (a bot, a gateway), like Prosody's component port.
+
+Backpressure both ways (`zerolink.net.flow`): a component whose stanzas go to a congested route
+(a peer link whose queue is past high water) is not read until the route drains; and a
+component that does not read what we write (its transport paused writing) makes its route
+congested, so the connections feeding it (X2X links, other components) stop reading instead of
+this daemon buffering for it without limit.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zerolink.errors import StanzaError
 from zerolink.net.driver import SessionDriver
+from zerolink.net.flow import Inflow, Valve
 from zerolink.net.sockets import tune
 from zerolink.proto import component as proto
 from zerolink.xml.element import Element
@@ -28,6 +37,7 @@ class ComponentRoute:
         self.secret = secret
         self.router = router
         self.conn: ComponentConnection | None = None
+        self._valve = Valve()
 
     def deliver(self, stanza: Element) -> None:
         conn = self.conn
@@ -37,6 +47,25 @@ class ComponentRoute:
             )
             return
         conn.send(stanza)
+
+    # -- backpressure ----------------------------------------------------------------------
+    def congested(self) -> bool:
+        """True while the component does not read fast enough (its transport paused writing)."""
+        conn = self.conn
+        return conn is not None and conn.paused
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once, on a later loop turn) when the component can take more."""
+        self._valve.wait(callback)
+        if not self.congested():
+            self._valve.release()
+
+    def cancel_drained(self, callback: Callable[[], None]) -> None:
+        self._valve.cancel(callback)
+
+    def drained(self) -> None:
+        """The component's transport can take more, or the component is gone."""
+        self._valve.release()
 
 
 class ComponentConnection(SessionDriver):
@@ -53,6 +82,7 @@ class ComponentConnection(SessionDriver):
         self.routes = routes
         self.router = router
         self.route: ComponentRoute | None = None
+        self.inflow = Inflow(self)
         secrets_by_domain = {d: r.secret for d, r in routes.items()}
         self.session = proto.ComponentSession(
             secrets_by_domain,
@@ -69,10 +99,21 @@ class ComponentConnection(SessionDriver):
         self.session.send_stanza(stanza)
         self.schedule_flush()
 
+    def on_writable(self) -> None:
+        if self.route is not None:
+            self.route.drained()
+
     def handle_events(self, events: list[Any]) -> None:
-        for ev in events:
-            if isinstance(ev, proto.StanzaIn):
-                self.router.route(ev.stanza)
+        inflow = self.inflow
+        if inflow.held is not None:  # paused: keep the order, handle them when it resumes
+            inflow.hold(events, 0)
+            return
+        route_stanza = self.router.route
+        for i, ev in enumerate(events):
+            if type(ev) is proto.StanzaIn:
+                if inflow.check(route_stanza(ev.stanza)):
+                    inflow.hold(events, i + 1)
+                    return
             elif isinstance(ev, proto.StanzaRejected):
                 self.router.bounce(ev.stanza, ev.error)
             elif isinstance(ev, proto.Authenticated):
@@ -101,10 +142,13 @@ class ComponentConnection(SessionDriver):
                 self.close_transport()
 
     def on_lost(self, reason: str) -> None:
+        self.inflow.close()
         self._release(reason)
 
     def _release(self, reason: str) -> None:
-        if self.route is not None and self.route.conn is self:
-            self.route.conn = None
-            log.info("component %s: disconnected (%s)", self.route.domain, reason)
+        route = self.route
+        if route is not None and route.conn is self:
+            route.conn = None
+            log.info("component %s: disconnected (%s)", route.domain, reason)
+            route.drained()  # it bounces now: whoever waited for it may go on
         self.route = None

@@ -11,6 +11,12 @@ Connection direction (XEP-0361 §4.3):
 Stanzas wait in a bounded queue while no connection can take them; those that wait longer than
 `stanza_timeout` bounce with ``remote-server-timeout``, those that find the queue full with
 ``resource-constraint``.
+
+Backpressure (`zerolink.net.flow`): once the queue holds ``high`` stanzas (half the limit) the
+link is congested and the connections feeding it stop reading; they read again when the queue is
+back at ``low`` (half of high) and the sending connection takes more (or there is none: a link
+that is down still drains by timeouts). So a sender that takes part is slowed down instead of
+bounced; the limit is only reached by senders that do not (bounces, local users).
 """
 
 from __future__ import annotations
@@ -19,20 +25,26 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from zerolink.config import PeerConfig, ServerConfig
 from zerolink.core.queue import StanzaQueue
 from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
+from zerolink.net.flow import Valve
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.x2x import X2XSettings
 from zerolink.xml.element import Element
 
 if TYPE_CHECKING:
-    from zerolink.core.router import Router
+    from zerolink.core.router import Route, Router
 
 log = logging.getLogger("zerolink.link")
+
+# While pumping a backlog, hand the bytes to the transport every this many stanzas, so that it
+# can push back (pause_writing) before the whole queue sits in its buffer.
+_PUMP_FLUSH = 128
 
 
 class PeerLink:
@@ -53,6 +65,10 @@ class PeerLink:
             close_timeout=cfg.close_timeout,
         )
         self.queue = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout)
+        # Water marks of the queue for backpressure (module docstring).
+        self.high = max(1, cfg.queue_limit // 2)
+        self.low = self.high // 2
+        self._valve = Valve()
         self.outbound: X2XConnection | None = None
         self.inbound: list[X2XConnection] = []
         self._running = False
@@ -95,6 +111,7 @@ class PeerLink:
                 conn.transport.abort()
         for stanza in self.queue.clear():
             self.router.bounce(stanza, StanzaError("remote-server-timeout", "server shutting down"))
+        self._valve.release()
 
     # -- routing ---------------------------------------------------------------------------
     def sender(self) -> X2XConnection | None:
@@ -126,16 +143,44 @@ class PeerLink:
         else:
             self.pump()
 
-    def received(self, stanza: Element) -> None:
-        self.router.route(stanza)
+    def received(self, stanza: Element) -> Route | None:
+        """A stanza from the peer: route it; returns the route it went to (for backpressure)."""
+        return self.router.route(stanza)
 
     def pump(self) -> None:
         """Move queued stanzas onto the sending connection until it pushes back."""
         conn = self.sender()
         queue = self.queue
+        sent = 0
         while queue and conn is not None and not conn.paused:
             _, stanza = queue.pop()
             conn.send(stanza)
+            sent += 1
+            if sent % _PUMP_FLUSH == 0:
+                conn.flush()  # the transport tells us (pause_writing) when it has enough
+        self._check_drained()
+
+    # -- backpressure (zerolink.net.flow) --------------------------------------------------
+    def congested(self) -> bool:
+        """True while the queue is at or above high water: feeders should stop reading."""
+        return len(self.queue) >= self.high
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once, on a later loop turn) when the queue is back at low water."""
+        self._valve.wait(callback)
+        self._check_drained()
+
+    def cancel_drained(self, callback: Callable[[], None]) -> None:
+        self._valve.cancel(callback)
+
+    def _check_drained(self) -> None:
+        """Wake the feeders if the queue is at low water and could move on."""
+        if not self._valve or len(self.queue) > self.low:
+            return
+        conn = self.sender()
+        if conn is not None and conn.paused:
+            return  # resume_writing pumps and checks again; detach if it never comes
+        self._valve.release()
 
     # -- connections -----------------------------------------------------------------------
     def attach(self, conn: X2XConnection) -> None:
@@ -178,6 +223,7 @@ class PeerLink:
             if self.queue:
                 self._arm_expiry()
             self._wake.set()
+            self._check_drained()
         else:
             self.pump()
 
@@ -244,6 +290,7 @@ class PeerLink:
                 StanzaError("remote-server-timeout", f"link {self.name} did not come up in time"),
             )
         self._arm_expiry()
+        self._check_drained()
 
     def _arm_idle(self) -> None:
         self._idle = self.loop.call_later(self.cfg.idle_timeout, self._check_idle)
@@ -255,7 +302,8 @@ class PeerLink:
         if conn is None or not conn.is_open:
             return
         quiet = self.loop.time() - conn.last_stanza
-        if quiet >= self.cfg.idle_timeout and not self.queue:
+        # Not idle while reading is paused for a slow local route: stanzas are waiting.
+        if quiet >= self.cfg.idle_timeout and not self.queue and not conn.inflow.paused:
             log.info("link %s: idle for %.0fs, closing our connection", self.name, quiet)
             conn.begin_close()
         else:

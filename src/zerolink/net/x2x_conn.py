@@ -1,4 +1,9 @@
-"""One XEP-0361 connection: drives an `X2XSession` and reports to its `PeerLink`."""
+"""One XEP-0361 connection: drives an `X2XSession` and reports to its `PeerLink`.
+
+Backpressure (`zerolink.net.flow`): a stanza from the peer routed to a congested route (a
+component that does not read fast enough) pauses reading this connection until it drains, so
+the peer's TCP waits instead of this daemon buffering without limit.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zerolink.net.driver import SessionDriver
+from zerolink.net.flow import Inflow
 from zerolink.net.sockets import tune
 from zerolink.proto import x2x
 from zerolink.xml.element import Element
@@ -39,6 +45,7 @@ class X2XConnection(SessionDriver):
         self._listen = listen
         self.up = False
         self.last_stanza = self.loop.time()
+        self.inflow = Inflow(self)
 
     @property
     def is_open(self) -> bool:
@@ -75,10 +82,16 @@ class X2XConnection(SessionDriver):
     def handle_events(self, events: list[Any]) -> None:
         link = self.link
         assert link is not None
-        for ev in events:
-            if isinstance(ev, x2x.StanzaIn):
+        inflow = self.inflow
+        if inflow.held is not None:  # paused: keep the order, handle them when it resumes
+            inflow.hold(events, 0)
+            return
+        for i, ev in enumerate(events):
+            if type(ev) is x2x.StanzaIn:
                 self.last_stanza = self.loop.time()
-                link.received(ev.stanza)
+                if inflow.check(link.received(ev.stanza)):
+                    inflow.hold(events, i + 1)
+                    return
             elif isinstance(ev, x2x.StanzaRejected):
                 link.router.bounce(ev.stanza, ev.error)
             elif isinstance(ev, x2x.StreamErrorSent):
@@ -105,6 +118,7 @@ class X2XConnection(SessionDriver):
                 self.close_transport()
 
     def on_lost(self, reason: str) -> None:
+        self.inflow.close()
         if self.up and self.link is not None:
             self.up = False
             self.link.detach(self, f"TCP connection lost ({reason})")
