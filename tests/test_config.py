@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from zerolink.config import (
+    DEFAULT_COMPONENT_PORT,
     ComponentConfig,
     Config,
     Endpoint,
     HostConfig,
     IdentityConfig,
     PeerConfig,
+    UpstreamComponent,
+    UpstreamConfig,
     load_config,
     log_warnings,
     parse_config,
@@ -183,6 +186,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.components == ()
     assert cfg.peers == ()
     assert cfg.host is None
+    assert cfg.upstream is None
 
 
 def test_peer_defaults(tmp_path: Path) -> None:
@@ -1191,6 +1195,483 @@ def test_host_problems_reported_with_the_rest(tmp_path: Path) -> None:
     }
 
 
+# --------------------------------------------------------------------------- upstream
+
+GATEWAY = """
+# air fronts Prosody, which hosts air.example and listens for components on 127.0.0.1:5347.
+[server]
+name = "air"
+domains = ["air.example"]
+
+[[peer]]
+name = "ground"
+domains = ["ground.example", "*.ground.example"]
+remote = "127.0.0.3"
+listen = "127.0.0.2"
+
+[upstream]
+address = "127.0.0.1:5347"
+domains = ["Air.Example"]
+reconnect_min = 2
+reconnect_max = 30.5
+connect_timeout = 5
+stanza_timeout = 600
+queue_limit = 500
+
+[[upstream.component]]
+domain = "ground.example"
+secret = "gw-secret"
+
+[[upstream.component]]
+domain = "Conference.Ground.Example"
+secret = "conf-secret"
+"""
+
+
+def upstream_config(upstream: dict | None = None, **extra: object) -> dict:
+    """Gateway mode: air.example fronted, peer ground (with a wildcard), two components."""
+    data: dict = {
+        "server": {"domains": ["air.example"]},
+        "peer": [peer(domains=["ground.example", "*.ground.example"])],
+        "upstream": {
+            "address": "127.0.0.1",
+            "component": [
+                {"domain": "ground.example", "secret": "gw-secret"},
+                {"domain": "conference.ground.example", "secret": "conf-secret"},
+            ],
+        },
+    }
+    if upstream is not None:
+        data["upstream"].update(upstream)
+        data["upstream"] = {k: v for k, v in data["upstream"].items() if v is not None}
+    data.update(extra)
+    return data
+
+
+def test_gateway_config(tmp_path: Path) -> None:
+    cfg = load(tmp_path, GATEWAY)
+    assert cfg.upstream == UpstreamConfig(
+        address=Endpoint("127.0.0.1", 5347),
+        domains=("air.example",),
+        components=(
+            UpstreamComponent("ground.example", "gw-secret"),
+            UpstreamComponent("conference.ground.example", "conf-secret"),
+        ),
+        reconnect_min=2.0,
+        reconnect_max=30.5,
+        connect_timeout=5.0,
+        stanza_timeout=600.0,
+        queue_limit=500,
+    )
+    assert isinstance(cfg.upstream.reconnect_min, float)
+    assert cfg.host is None and cfg.components == ()
+    assert warnings_for(cfg) == []
+
+
+def test_upstream_is_frozen_with_slots(tmp_path: Path) -> None:
+    up = load(tmp_path, GATEWAY).upstream
+    assert up is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        up.queue_limit = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        up.components[0].secret = "x"  # type: ignore[misc]
+    assert not hasattr(up, "__dict__") and not hasattr(up.components[0], "__dict__")
+
+
+def test_upstream_defaults(tmp_path: Path) -> None:
+    cfg = parse(upstream_config(server={"domains": ["air.example", "chat.example"]}), tmp_path)
+    up = cfg.upstream
+    assert up is not None
+    # the default port is the XEP-0114 component port; without [host], every server domain
+    assert (
+        up.address == Endpoint("127.0.0.1", DEFAULT_COMPONENT_PORT) == Endpoint("127.0.0.1", 5347)
+    )
+    assert up.domains == ("air.example", "chat.example")
+    for f in dataclasses.fields(UpstreamConfig):
+        if f.default is not dataclasses.MISSING:
+            assert getattr(up, f.name) == f.default, f.name
+    assert (up.reconnect_min, up.reconnect_max, up.connect_timeout) == (1.0, 60.0, 10.0)
+    assert (up.stanza_timeout, up.queue_limit) == (300.0, 10000)
+
+
+def test_upstream_domains_default_leaves_out_hosted(tmp_path: Path) -> None:
+    # zerolink hosts chat.example's users itself and fronts the upstream's air.example.
+    data = upstream_config(
+        server={"domains": ["air.example", "chat.example", "muc.air.example"]},
+        host={"listen": "127.0.0.2:5222", "domains": ["chat.example"]},
+    )
+    cfg = parse(data, tmp_path)
+    assert cfg.host is not None and cfg.host.domains == ("chat.example",)
+    assert cfg.upstream is not None
+    assert cfg.upstream.domains == ("air.example", "muc.air.example")
+
+
+def test_upstream_domains_explicit_subset(tmp_path: Path) -> None:
+    data = upstream_config(
+        {"domains": ["muc.air.example"]},
+        server={"domains": ["air.example", "muc.air.example"]},
+    )
+    cfg = parse(data, tmp_path)
+    assert cfg.upstream is not None and cfg.upstream.domains == ("muc.air.example",)
+
+
+def test_upstream_beside_local_components_and_host(tmp_path: Path) -> None:
+    data = upstream_config(
+        server={"domains": ["air.example", "chat.example"]},
+        host={"listen": "127.0.0.2:5222", "domains": ["chat.example"]},
+        component_listener={"listen": "127.0.0.2:5347"},
+        component=[{"domain": "bot.chat.example", "secret": "bot-secret"}],
+    )
+    cfg = parse(data, tmp_path)
+    assert cfg.components == (ComponentConfig("bot.chat.example", "bot-secret"),)
+    assert cfg.upstream is not None and cfg.upstream.domains == ("air.example",)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "path", "fragment"),
+    [
+        ({"address": None}, "upstream.address", "required key is missing"),
+        ({"address": 5347}, "upstream.address", "got integer 5347"),
+        ({"address": "127.0.0.1:0"}, "upstream.address", "port number"),
+        ({"address": "::1:5347"}, "upstream.address", "brackets"),
+        ({"domains": []}, "upstream.domains", "at least one domain is required"),
+        ({"domains": "air.example"}, "upstream.domains", "expected an array of domain names"),
+        ({"domains": [7]}, "upstream.domains[0]", "got integer 7"),
+        ({"domains": ["*.air.example"]}, "upstream.domains[0]", "only allowed in peer domains"),
+        (
+            {"domains": ["air.example", "AIR.example"]},
+            "upstream.domains[1]",
+            "domain 'air.example' is already listed at upstream.domains[0]",
+        ),
+        (
+            {"domains": ["sky.example"]},
+            "upstream.domains[0]",
+            "'sky.example' is not one of server.domains (air.example); "
+            "a fronted domain must be one of this server's own domains",
+        ),
+        (
+            {"domains": ["muc.ground.example"]},
+            "upstream.domains[0]",
+            "it belongs to peer 'ground' (peer[0].domains[1]); a fronted domain",
+        ),
+        ({"reconnect_min": 0}, "upstream.reconnect_min", "> 0"),
+        ({"reconnect_max": -1}, "upstream.reconnect_max", "> 0"),
+        (
+            {"reconnect_min": 10, "reconnect_max": 5},
+            "upstream.reconnect_min",
+            "must be <= reconnect_max (5), got 10",
+        ),
+        ({"reconnect_min": 61}, "upstream.reconnect_min", "must be <= reconnect_max (60)"),
+        ({"connect_timeout": 0}, "upstream.connect_timeout", "> 0"),
+        ({"connect_timeout": "10"}, "upstream.connect_timeout", "expected a number of seconds"),
+        ({"stanza_timeout": 0}, "upstream.stanza_timeout", "> 0"),
+        ({"stanza_timeout": float("inf")}, "upstream.stanza_timeout", "finite"),
+        ({"queue_limit": 0}, "upstream.queue_limit", "must be >= 1, got 0"),
+        ({"queue_limit": 1.5}, "upstream.queue_limit", "expected an integer"),
+        ({"queue_limit": True}, "upstream.queue_limit", "boolean"),
+        ({"adress": "x"}, "upstream.adress", "did you mean 'address'?"),
+        ({"components": []}, "upstream.components", "did you mean 'component'?"),
+        (
+            {"secret": "s"},
+            "upstream.secret",
+            "unknown key; expected one of: address, domains, reconnect_min, reconnect_max, "
+            "connect_timeout, stanza_timeout, queue_limit, component",
+        ),
+        ({"component": None}, "upstream.component", "at least one [[upstream.component]]"),
+        ({"component": []}, "upstream.component", "at least one [[upstream.component]]"),
+        (
+            {"component": {"domain": "ground.example", "secret": "s"}},
+            "upstream.component",
+            "expected an array of tables ([[upstream.component]]), got a single table",
+        ),
+        ({"component": ["x"]}, "upstream.component[0]", "expected a table, got string 'x'"),
+        ({"component": [{"secret": "s"}]}, "upstream.component[0].domain", "required"),
+        (
+            {"component": [{"domain": "ground.example"}]},
+            "upstream.component[0].secret",
+            "required key is missing",
+        ),
+        (
+            {"component": [{"domain": "ground.example", "secret": ""}]},
+            "upstream.component[0].secret",
+            "must not be empty",
+        ),
+        (
+            {"component": [{"domain": "ground.example", "secret": 5}]},
+            "upstream.component[0].secret",
+            "expected a string, got integer 5",
+        ),
+        (
+            {"component": [{"domain": "*.ground.example", "secret": "s"}]},
+            "upstream.component[0].domain",
+            "only allowed in peer domains",
+        ),
+        (
+            {"component": [{"domain": "bad_label.ground.example", "secret": "s"}]},
+            "upstream.component[0].domain",
+            "invalid domain name",
+        ),
+        (
+            {"component": [{"domain": "ground.example", "secret": "s", "secrt": "t"}]},
+            "upstream.component[0].secrt",
+            "unknown key; expected one of: domain, secret; did you mean 'secret'?",
+        ),
+    ],
+)
+def test_upstream_problems(tmp_path: Path, upstream: dict, path: str, fragment: str) -> None:
+    data = upstream_config(upstream)
+    for key, value in upstream.items():
+        if value is None:
+            data["upstream"].pop(key, None)
+    msg = problem_at_data(tmp_path, data, path)
+    assert fragment in msg, msg
+
+
+def test_upstream_must_be_a_single_table(tmp_path: Path) -> None:
+    msg = problem_at(tmp_path, MINIMAL + '[[upstream]]\naddress = "127.0.0.1"\n', "upstream")
+    assert msg == "expected a table, got an array"
+    msg = problem_at(tmp_path, 'upstream = "127.0.0.1"\n' + MINIMAL, "upstream")
+    assert msg == "expected a table, got string '127.0.0.1'"
+
+
+def test_unknown_top_level_key_suggests_upstream(tmp_path: Path) -> None:
+    msg = problem_at(tmp_path, "upstraem = {}\n" + MINIMAL, "upstraem")
+    assert "did you mean 'upstream'?" in msg
+
+
+def test_upstream_nothing_left_to_front(tmp_path: Path) -> None:
+    # [host] without domains hosts every server domain: the upstream would front none.
+    msg = problem_at_data(
+        tmp_path, upstream_config(host={"listen": "127.0.0.2:5222"}), "upstream.domains"
+    )
+    assert msg == (
+        "nothing left to front: every server domain (air.example) is hosted by [host] "
+        "(host.domains is not set, so it hosts every server domain); add the upstream server's "
+        "domains to server.domains and leave them out of host.domains"
+    )
+    # The same when host.domains lists them all.
+    data = upstream_config(
+        server={"domains": ["air.example", "chat.example"]},
+        host={"listen": "127.0.0.2:5222", "domains": ["chat.example", "air.example"]},
+    )
+    msg = problem_at_data(tmp_path, data, "upstream.domains")
+    assert msg.startswith(
+        "nothing left to front: every server domain (air.example, chat.example) is hosted by "
+        "[host] (host.domains);"
+    )
+
+
+def test_upstream_domain_hosted_by_host(tmp_path: Path) -> None:
+    data = upstream_config(
+        {"domains": ["air.example", "chat.example"]},
+        server={"domains": ["air.example", "chat.example"]},
+        host={"listen": "127.0.0.2:5222", "domains": ["chat.example"]},
+    )
+    msg = problem_at_data(tmp_path, data, "upstream.domains[1]")
+    assert msg == (
+        "'chat.example' is hosted by [host] (host.domains[0]); a domain is either hosted by "
+        "zerolink or fronted for the upstream, not both"
+    )
+    # host.domains omitted: every server domain is hosted.
+    data = upstream_config({"domains": ["air.example"]}, host={"listen": "127.0.0.2:5222"})
+    msg = problem_at_data(tmp_path, data, "upstream.domains[0]")
+    assert "'air.example' is hosted by [host] (host.domains is not set," in msg
+
+
+def test_upstream_domains_skip_checks_when_server_or_host_bad(tmp_path: Path) -> None:
+    data = upstream_config({"domains": ["air.example"]}, server={"domains": "air.example"})
+    found = parse_problems(data, tmp_path)
+    assert "server.domains" in found
+    assert not any(path.startswith("upstream") for path in found), found
+    data = upstream_config(host={"listen": "127.0.0.2:5222", "domains": []})
+    found = parse_problems(data, tmp_path)
+    assert set(found) == {"host.domains"}
+
+
+@pytest.mark.parametrize(
+    ("domain", "fragment"),
+    [
+        (
+            "air.example",
+            "'air.example' is one of our own domains (server.domains[0]); an upstream component "
+            "stands for a remote domain, reachable over a [[peer]] link",
+        ),
+        (
+            "bot.air.example",
+            "'bot.air.example' is the domain of a local component (component[0].domain); "
+            "an upstream component stands for a remote domain",
+        ),
+        (
+            "sky.example",
+            "'sky.example' is not served by any peer (peer domains: ground.example, "
+            "*.ground.example); an upstream component stands for a remote domain",
+        ),
+        # *.ground.example covers subdomains only, ground.example is listed itself
+        ("ground.example.net", "is not served by any peer"),
+    ],
+)
+def test_upstream_component_domain_problems(tmp_path: Path, domain: str, fragment: str) -> None:
+    data = upstream_config(
+        {
+            "component": [
+                {"domain": "ground.example", "secret": "s"},
+                {"domain": domain, "secret": "s"},
+            ]
+        },
+        component_listener={"listen": "127.0.0.2:5347"},
+        component=[{"domain": "bot.air.example", "secret": "bot-secret"}],
+    )
+    with pytest.raises(ConfigError) as info:
+        parse(data, tmp_path)
+    ((path, msg),) = [(p.path, p.message) for p in info.value.problems]
+    assert path == "upstream.component[1].domain"
+    assert fragment in msg, msg
+
+
+def test_upstream_component_served_by_wildcard_or_exact(tmp_path: Path) -> None:
+    data = upstream_config(
+        {
+            "component": [
+                {"domain": "a.b.ground.example", "secret": "s"},
+                {"domain": "sky.example", "secret": "s"},
+            ]
+        },
+        peer=[
+            peer(domains=["ground.example", "*.ground.example"]),
+            peer(name="sky", domains=["sky.example"], remote="10.0.0.9", listen="127.0.0.2:5270"),
+        ],
+    )
+    cfg = parse(data, tmp_path)
+    assert cfg.upstream is not None
+    assert [c.domain for c in cfg.upstream.components] == ["a.b.ground.example", "sky.example"]
+
+
+def test_upstream_component_without_peers(tmp_path: Path) -> None:
+    msg = problem_at_data(tmp_path, upstream_config(peer=[]), "upstream.component[0].domain")
+    assert msg.startswith("'ground.example' is not served by any peer (there are no peers);")
+
+
+def test_upstream_component_listed_twice(tmp_path: Path) -> None:
+    data = upstream_config(
+        {
+            "component": [
+                {"domain": "ground.example", "secret": "a"},
+                {"domain": "Ground.Example", "secret": "b"},
+            ]
+        }
+    )
+    msg = problem_at_data(tmp_path, data, "upstream.component[1].domain")
+    assert msg == "domain 'ground.example' is already listed at upstream.component[0].domain"
+
+
+def test_upstream_component_not_served_skipped_when_peer_domains_bad(tmp_path: Path) -> None:
+    # The peer's domains could not be read: do not pile "not served by any peer" on top.
+    for bad in (["ground example"], "ground.example", []):
+        found = parse_problems(upstream_config(peer=[peer(domains=bad)]), tmp_path)
+        assert not any(path.startswith("upstream") for path in found), found
+    found = parse_problems(upstream_config(peer=[peer(), "x"]), tmp_path)
+    assert set(found) == {"peer[1]"}
+    # A claim problem leaves the peer's domains known: the check still runs.
+    data = upstream_config(
+        {"component": [{"domain": "sky.example", "secret": "s"}]},
+        peer=[peer(), peer(name="x", remote="10.0.0.9", listen="127.0.0.2:5270")],
+    )
+    found = parse_problems(data, tmp_path)
+    assert set(found) == {"peer[1].domains[0]", "upstream.component[0].domain"}
+
+
+@pytest.mark.parametrize(
+    ("address", "owner"),
+    [
+        ("127.0.0.2:5347", "component_listener.listen (127.0.0.2:5347)"),
+        ("127.0.0.2:5269", "peer[0].listen (127.0.0.2:5269)"),
+        ("127.0.0.2:5222", "host.listen (127.0.0.2:5222)"),
+        ("127.0.0.1:5223", "host.direct_tls_listen (0.0.0.0:5223)"),
+    ],
+)
+def test_upstream_address_must_not_be_our_listener(
+    tmp_path: Path, address: str, owner: str
+) -> None:
+    data = upstream_config(
+        {"address": address},
+        server={"domains": ["air.example", "chat.example"]},
+        host={
+            "listen": "127.0.0.2:5222",
+            "direct_tls_listen": "0.0.0.0:5223",
+            "domains": ["chat.example"],
+        },
+        component_listener={"listen": "127.0.0.2:5347"},
+    )
+    msg = problem_at_data(tmp_path, data, "upstream.address")
+    assert msg == (
+        f"{address} is our own listener {owner}; address must be the upstream server's "
+        "component port"
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "listen"),
+    [
+        ("10.0.0.7:5347", "0.0.0.0:5347"),  # another host, on a wildcard listener's port
+        ("[::1]:5347", "0.0.0.0:5347"),  # another family
+        ("127.0.0.1:5347", "127.0.0.2:5347"),  # another loopback address
+        ("127.0.0.2:5348", "127.0.0.2:5347"),  # another port
+    ],
+)
+def test_upstream_address_beside_our_listeners_is_fine(
+    tmp_path: Path, address: str, listen: str
+) -> None:
+    data = upstream_config({"address": address}, component_listener={"listen": listen})
+    assert parse(data, tmp_path).upstream is not None
+
+
+def test_upstream_address_loopback_on_our_wildcard_listener(tmp_path: Path) -> None:
+    data = upstream_config({"address": "[::1]:5347"}, component_listener={"listen": "[::]:5347"})
+    msg = problem_at_data(tmp_path, data, "upstream.address")
+    assert msg.startswith("[::1]:5347 is our own listener component_listener.listen ([::]:5347);")
+
+
+def test_upstream_problems_reported_with_the_rest(tmp_path: Path) -> None:
+    text = """
+        [server]
+        domains = ["air.example"]
+        log_level = "chatty"
+
+        [[peer]]
+        name = "ground"
+        domains = ["ground.example"]
+        remote = "127.0.0.3"
+        listen = "127.0.0.2"
+
+        [upstream]
+        address = "127.0.0.1:99999"
+        domains = ["ground.example"]
+        reconnect_min = 120
+        queue_limit = 0
+        stanza_timout = 60
+
+        [[upstream.component]]
+        domain = "muc.ground.example"
+        secret = ""
+
+        [[upstream.component]]
+        domain = "air.example"
+        secret = "s"
+    """
+    found = {p.path for p in problems(tmp_path, text)}
+    assert found == {
+        "server.log_level",
+        "upstream.address",
+        "upstream.domains[0]",
+        "upstream.reconnect_min",
+        "upstream.queue_limit",
+        "upstream.stanza_timout",
+        "upstream.component[0].secret",
+        "upstream.component[0].domain",
+        "upstream.component[1].domain",
+    }
+
+
 # --------------------------------------------------------------------------- domains
 
 
@@ -1244,6 +1725,23 @@ def test_summary(tmp_path: Path) -> None:
         "  unauthenticated: at most 100 connections, 60s each to authenticate",
     ]
     assert lines.index("component listener: 127.0.0.2:5347") > i
+    assert "upstream: none" in lines
+
+
+def test_summary_upstream(tmp_path: Path) -> None:
+    text = summary(load(tmp_path, GATEWAY))
+    lines = text.splitlines()
+    i = lines.index("upstream: 127.0.0.1:5347")
+    assert lines[i : i + 6] == [
+        "upstream: 127.0.0.1:5347",
+        "  fronted domains: air.example",
+        "  component ground.example",
+        "  component conference.ground.example",
+        "  reconnect 2-30.5s, connect timeout 5s",
+        "  while down: at most 500 stanzas, 600s each",
+    ]
+    assert lines.index("component listener: none") < i < lines.index("peer 'ground'")
+    assert "gw-secret" not in text and "conf-secret" not in text
 
 
 def test_summary_host_with_certificate(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from zerolink.net.c2s_conn import ClientListener
 from zerolink.net.components import ComponentConnection, ComponentRoute
 from zerolink.net.link import PeerLink
 from zerolink.net.tls import ensure_certificate, load_secret, server_context
+from zerolink.net.upstream import UpstreamRoute
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.sasl import ScramCredentials
 from zerolink.store import AccountStore, Database, OfflineStore, RosterItem, RosterStore
@@ -55,6 +56,7 @@ class Server:
         self.host: LocalHost | None = None
         self.clients: ClientListener | None = None
         self.db: Database | None = None
+        self.upstream: UpstreamRoute | None = None
 
     async def start(self, *, start_links: bool = True) -> None:
         """Open listeners and, unless told otherwise, start the links' dialers."""
@@ -73,6 +75,14 @@ class Server:
         loop = asyncio.get_running_loop()
         if cfg.host is not None:
             self._setup_host()
+        if cfg.upstream is not None:
+            self.upstream = UpstreamRoute(
+                cfg.upstream,
+                self.router,
+                max_stanza_size=cfg.server.max_stanza_size,
+                max_depth=cfg.server.max_depth,
+            )
+            self.router.add(cfg.upstream.domains, self.upstream, local=True)
         try:
             if self.clients is not None:
                 await self._listen_clients()
@@ -111,6 +121,8 @@ class Server:
             await self.stop()
             raise
         log.info("%s: serving %s", cfg.server.name, ", ".join(cfg.server.domains))
+        if self.upstream is not None:
+            self.upstream.start()
         if start_links:
             self.start_links()
 
@@ -195,6 +207,8 @@ class Server:
         for srv in self._servers:
             srv.close()
         await asyncio.gather(*(link.stop() for link in self.links.values()))
+        if self.upstream is not None:
+            await self.upstream.stop()
         for route in self.components.values():
             if route.conn is not None:
                 route.conn.begin_close()

@@ -42,6 +42,8 @@ __all__ = [
     "IdentityConfig",
     "PeerConfig",
     "ServerConfig",
+    "UpstreamComponent",
+    "UpstreamConfig",
     "load_config",
     "log_warnings",
     "parse_config",
@@ -147,6 +149,32 @@ class HostConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamComponent:
+    """One component connection to the upstream, standing for a remote `domain` of a peer."""
+
+    domain: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Gateway mode: zerolink attaches to an existing XMPP server's XEP-0114 component port.
+
+    `domains` are the upstream's own domains that zerolink fronts over its links (already
+    defaulted: never empty); `components` the remote domains it connects as, one each.
+    """
+
+    address: Endpoint
+    domains: tuple[str, ...]
+    components: tuple[UpstreamComponent, ...]
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    connect_timeout: float = 10.0
+    stanza_timeout: float = 300.0
+    queue_limit: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
     server: ServerConfig
@@ -154,6 +182,7 @@ class Config:
     components: tuple[ComponentConfig, ...]
     peers: tuple[PeerConfig, ...]
     host: HostConfig | None = None
+    upstream: UpstreamConfig | None = None
 
 
 # --------------------------------------------------------------------------- key sets
@@ -164,7 +193,7 @@ CONNECT_MODES = ("always", "on-demand")
 IDENTITY_MODES = ("address", "implicit")
 FUTURE_IDENTITY_MODES = ("tls",)
 
-TOP_KEYS = ("server", "host", "component_listener", "component", "peer")
+TOP_KEYS = ("server", "host", "upstream", "component_listener", "component", "peer")
 SERVER_KEYS = ("name", "domains", "data_dir", "log_level", "max_stanza_size", "max_depth")
 HOST_KEYS = (
     "domains",
@@ -180,6 +209,15 @@ HOST_KEYS = (
 )
 COMPONENT_LISTENER_KEYS = ("listen",)
 COMPONENT_KEYS = ("domain", "secret")
+# Upstream durations: key -> default (all strictly positive)
+UPSTREAM_DURATIONS: dict[str, float] = {
+    "reconnect_min": 1.0,
+    "reconnect_max": 60.0,
+    "connect_timeout": 10.0,
+    "stanza_timeout": 300.0,
+}
+UPSTREAM_KEYS = ("address", "domains", *UPSTREAM_DURATIONS, "queue_limit", "component")
+UPSTREAM_COMPONENT_KEYS = ("domain", "secret")
 IDENTITY_KEYS = ("mode", "addresses", "port")
 
 MIN_STANZA_SIZE = 1024
@@ -214,6 +252,8 @@ _PEER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION_RE = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 _TOML_EOF_RE = re.compile(r"^(?P<msg>.*) \(at end of document\)$")
+# A problem at one of these paths means some peer domain may be missing from the drafts.
+_PEER_DOMAINS_PATH_RE = re.compile(r"peer(\[\d+\](\.domains(\[\d+\])?)?)?")
 
 
 class _Bad:
@@ -678,6 +718,67 @@ def _parse_components(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
     return drafts
 
 
+def _parse_upstream(ctx: _Ctx, data: dict[str, Any]) -> Any:
+    """The optional [upstream] table -> a draft; None when absent, `_BAD` when not a table.
+
+    ``domains`` is None when the key is absent (default: the server domains not hosted by
+    [host], resolved in the cross-checks); otherwise [(domain, key path)] of the valid entries.
+    ``components`` is [{"path", "domain", "secret"}], one per valid [[upstream.component]].
+    """
+    path = "upstream"
+    if path not in data:
+        return None
+    t = ctx.table(data[path], path, UPSTREAM_KEYS)
+    if t is None:
+        return _BAD
+    draft: dict[str, Any] = {"path": path, "domains": None}
+    if "address" in t:
+        draft["address"] = ctx.endpoint(t, "address", path, DEFAULT_COMPONENT_PORT)
+    else:
+        ctx.add(
+            _key(path, "address"),
+            "required key is missing (the upstream server's component port, "
+            "e.g. address = '127.0.0.1:5347')",
+        )
+        draft["address"] = _BAD
+    if "domains" in t:
+        draft["domains"] = ctx.domain_list(t, "domains", path, wildcard=False)
+    for key, default in UPSTREAM_DURATIONS.items():
+        draft[key] = ctx.duration(t, key, path, default, positive=True)
+    draft["queue_limit"] = ctx.integer(t, "queue_limit", path, 10000, minimum=1)
+    draft["components"] = _parse_upstream_components(ctx, t, path)
+    return draft
+
+
+def _parse_upstream_components(
+    ctx: _Ctx, t: dict[str, Any], upstream_path: str
+) -> list[dict[str, Any]]:
+    path = _key(upstream_path, "component")
+    if "component" not in t or t["component"] == []:
+        ctx.add(
+            path,
+            "at least one [[upstream.component]] is required: one per remote domain (served by "
+            "a peer) that zerolink connects to the upstream as",
+        )
+        return []
+    drafts = []
+    for i, item in enumerate(ctx.array_of_tables(t["component"], path)):
+        item_path = _index(path, i)
+        ct = ctx.table(item, item_path, UPSTREAM_COMPONENT_KEYS)
+        if ct is None:
+            continue
+        p = _key(item_path, "domain")
+        if "domain" in ct:
+            domain = ctx.domain(ct["domain"], p, wildcard=False)
+        else:
+            ctx.add(p, "required key is missing (a domain served by a peer)")
+            domain = _BAD
+        drafts.append(
+            {"path": item_path, "domain": domain, "secret": ctx.string(ct, "secret", item_path)}
+        )
+    return drafts
+
+
 def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dict[str, Any]:
     """-> {"mode", "addresses": [(network, path)] | _BAD, "port"}."""
     p = _key(path, "identity")
@@ -878,7 +979,11 @@ def _cross_check(
     listener: Any,
     components: list[dict[str, Any]],
     peers: list[dict[str, Any]],
+    upstream: Any = None,
 ) -> None:
+    # Problems so far are the tables' own; a bad peer entry means some peer domain is unknown.
+    peers_known = not any(_PEER_DOMAINS_PATH_RE.fullmatch(p.path) for p in ctx.problems)
+
     # Every domain (or wildcard) is claimed by exactly one place.
     claims: dict[str, str] = {}
     local: list[tuple[str, str]] = []  # our own domains: server and components
@@ -920,7 +1025,7 @@ def _cross_check(
                 continue
             listed[d] = where
             if ours and d not in ours:
-                ctx.add(where, _not_a_server_domain(d, ours, claims))
+                ctx.add(where, _not_a_server_domain(d, ours, claims, "a hosted domain"))
 
     # Peer names are unique.
     names: dict[str, str] = {}
@@ -950,17 +1055,148 @@ def _cross_check(
             )
 
     _check_listeners(ctx, host, listener, components, peers)
+    if isinstance(upstream, dict):
+        _check_upstream(ctx, upstream, server, host, listener, peers, claims)
+        _check_upstream_components(ctx, upstream, server, components, peers, peers_known)
 
 
-def _not_a_server_domain(domain: str, ours: list[str], claims: dict[str, str]) -> str:
+def _not_a_server_domain(domain: str, ours: list[str], claims: dict[str, str], what: str) -> str:
     owner = claims.get(domain)
     if owner is None:
         owner = next((o for d, o in claims.items() if _wildcard_covers(d, domain)), None)
     where = f"; it belongs to {owner}" if owner is not None else ""
     return (
         f"'{domain}' is not one of server.domains ({', '.join(ours)}){where}; "
-        "a hosted domain must be one of this server's own domains"
+        f"{what} must be one of this server's own domains"
     )
+
+
+def _check_upstream(
+    ctx: _Ctx,
+    up: dict[str, Any],
+    server: dict[str, Any],
+    host: Any,
+    listener: Any,
+    peers: list[dict[str, Any]],
+    claims: dict[str, str],
+) -> None:
+    """Resolve ``up["resolved_domains"]`` (the fronted domains) and check the upstream table."""
+    path = up["path"]
+    ours: list[tuple[str, str]] | None = None if server["domains"] is _BAD else server["domains"]
+
+    # What [host] serves itself: domain -> where it says so; None when that is unknown.
+    hosted: dict[str, str] | None = {}
+    hosted_by = "host.domains"
+    if host is _BAD or (isinstance(host, dict) and host["domains"] is _BAD):
+        hosted = None
+    elif isinstance(host, dict) and host["domains"] is None:
+        hosted_by = "host.domains is not set, so it hosts every server domain"
+        hosted = {d: hosted_by for d, _ in ours or []}
+    elif isinstance(host, dict):
+        for d, where in host["domains"]:
+            hosted.setdefault(d, where)
+
+    resolved: list[str] = []
+    if up["domains"] is None:
+        # Default: every server domain that [host] does not serve.
+        if ours is not None and hosted is not None:
+            resolved = [d for d, _ in ours if d not in hosted]
+            if not resolved:
+                ctx.add(
+                    _key(path, "domains"),
+                    f"nothing left to front: every server domain "
+                    f"({', '.join(d for d, _ in ours)}) is hosted by [host] ({hosted_by}); add "
+                    "the upstream server's domains to server.domains and leave them out of "
+                    "host.domains",
+                )
+    elif up["domains"] is not _BAD:
+        ours_names = [d for d, _ in ours] if ours is not None else []
+        listed: dict[str, str] = {}
+        for d, where in up["domains"]:
+            if d in listed:
+                ctx.add(where, f"domain '{d}' is already listed at {listed[d]}")
+                continue
+            listed[d] = where
+            resolved.append(d)
+            if ours is not None and d not in ours_names:
+                ctx.add(where, _not_a_server_domain(d, ours_names, claims, "a fronted domain"))
+            elif hosted is not None and d in hosted:
+                ctx.add(
+                    where,
+                    f"'{d}' is hosted by [host] ({hosted[d]}); a domain is either hosted by "
+                    "zerolink or fronted for the upstream, not both",
+                )
+    up["resolved_domains"] = tuple(resolved)
+
+    lo, hi = up["reconnect_min"], up["reconnect_max"]
+    if lo is not _BAD and hi is not _BAD and lo > hi:
+        ctx.add(_key(path, "reconnect_min"), f"must be <= reconnect_max ({hi:g}), got {lo:g}")
+
+    # The upstream is another server: dialing one of our own listeners would loop back to us.
+    address = up["address"]
+    if isinstance(address, Endpoint):
+        ours_listening: list[tuple[str, Any]] = [("component_listener.listen", listener)]
+        if isinstance(host, dict):
+            for key in ("listen", "direct_tls_listen"):
+                ours_listening.append((_key(host["path"], key), host[key]))
+        for peer in peers:
+            ours_listening.append((_key(peer["path"], "listen"), peer["listen"]))
+        for where, ep in ours_listening:
+            if isinstance(ep, Endpoint) and _dials_into(address, ep):
+                ctx.add(
+                    _key(path, "address"),
+                    f"{address} is our own listener {where} ({ep}); address must be the "
+                    "upstream server's component port",
+                )
+                break
+
+
+def _dials_into(address: Endpoint, listener: Endpoint) -> bool:
+    """Dialing `address` certainly reaches our `listener`: the same endpoint, or a loopback
+    address on the port of a wildcard listener of the same family."""
+    if address == listener:
+        return True
+    if address.port != listener.port or not _loopback(address.host):
+        return False
+    return _unspecified(listener.host) and _ip_version(address.host) == _ip_version(listener.host)
+
+
+def _check_upstream_components(
+    ctx: _Ctx,
+    up: dict[str, Any],
+    server: dict[str, Any],
+    components: list[dict[str, Any]],
+    peers: list[dict[str, Any]],
+    peers_known: bool,
+) -> None:
+    """Each upstream component is a remote domain: served by a peer, not ours, listed once."""
+    ours: dict[str, str] = {}
+    if server["domains"] is not _BAD:
+        for d, where in server["domains"]:
+            ours.setdefault(d, where)
+    local: dict[str, str] = {}
+    for c in components:
+        if c["domain"] is not _BAD:
+            local.setdefault(c["domain"], _key(c["path"], "domain"))
+    remote = [d for p in peers if p["domains"] is not _BAD for d, _ in p["domains"]]
+    why = "an upstream component stands for a remote domain, reachable over a [[peer]] link"
+    listed: dict[str, str] = {}
+    for c in up["components"]:
+        d = c["domain"]
+        if d is _BAD:
+            continue
+        where = _key(c["path"], "domain")
+        if d in listed:
+            ctx.add(where, f"domain '{d}' is already listed at {listed[d]}")
+            continue
+        listed[d] = where
+        if d in ours:
+            ctx.add(where, f"'{d}' is one of our own domains ({ours[d]}); {why}")
+        elif d in local:
+            ctx.add(where, f"'{d}' is the domain of a local component ({local[d]}); {why}")
+        elif peers_known and not any(r == d or _wildcard_covers(r, d) for r in remote):
+            served = f"peer domains: {', '.join(remote)}" if remote else "there are no peers"
+            ctx.add(where, f"'{d}' is not served by any peer ({served}); {why}")
 
 
 def _check_listeners(
@@ -1116,7 +1352,8 @@ def parse_config(
     listener = _parse_component_listener(ctx, data)
     components = _parse_components(ctx, data)
     peers = _parse_peers(ctx, data)
-    _cross_check(ctx, server, host, listener, components, peers)
+    upstream = _parse_upstream(ctx, data)
+    _cross_check(ctx, server, host, listener, components, peers, upstream)
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
 
@@ -1136,6 +1373,7 @@ def parse_config(
         components=tuple(ComponentConfig(c["domain"], c["secret"]) for c in components),
         peers=tuple(_build_peer(p) for p in peers),
         host=_build_host(host, server) if host is not None else None,
+        upstream=_build_upstream(upstream) if upstream is not None else None,
     )
 
 
@@ -1152,6 +1390,16 @@ def _build_host(d: dict[str, Any], server: dict[str, Any]) -> HostConfig:
         auth_timeout=d["auth_timeout"],
         max_unauthenticated=d["max_unauthenticated"],
         max_sessions_per_user=d["max_sessions_per_user"],
+    )
+
+
+def _build_upstream(d: dict[str, Any]) -> UpstreamConfig:
+    return UpstreamConfig(
+        address=d["address"],
+        domains=d["resolved_domains"],
+        components=tuple(UpstreamComponent(c["domain"], c["secret"]) for c in d["components"]),
+        queue_limit=d["queue_limit"],
+        **{key: d[key] for key in UPSTREAM_DURATIONS},
     )
 
 
@@ -1293,6 +1541,20 @@ def _summary_host(cfg: Config) -> list[str]:
     ]
 
 
+def _summary_upstream(cfg: Config) -> list[str]:
+    u = cfg.upstream
+    if u is None:
+        return ["upstream: none"]
+    return [
+        f"upstream: {u.address}",
+        f"  fronted domains: {', '.join(u.domains)}",
+        *(f"  component {c.domain}" for c in u.components),
+        f"  reconnect {u.reconnect_min:g}-{u.reconnect_max:g}s, connect timeout "
+        f"{u.connect_timeout:g}s",
+        f"  while down: at most {u.queue_limit} stanzas, {u.stanza_timeout:g}s each",
+    ]
+
+
 def summary(cfg: Config) -> str:
     """A short multi-line description for ``zerolink check-config`` (no secrets)."""
     s = cfg.server
@@ -1311,6 +1573,7 @@ def summary(cfg: Config) -> str:
             lines.append("  (no components)")
     else:
         lines.append("component listener: none")
+    lines += _summary_upstream(cfg)
     if not cfg.peers:
         lines.append("peers: none")
     for p in cfg.peers:

@@ -1,0 +1,255 @@
+"""The upstream attachment: zerolink fronting an existing XMPP server (Prosody, ejabberd).
+
+For each remote domain reachable over the links, zerolink connects out to the upstream's
+XEP-0114 component port as that domain. What the upstream sends to it goes to the router (and
+so over the matching X2X link); what arrives for the upstream's own domains is injected
+through the component connection whose domain is the stanza's ``from`` domain, the only one
+the upstream lets speak for that domain. While a component connection is down its stanzas wait
+in a bounded queue and bounce with ``remote-server-timeout`` after `stanza_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+from zerolink.config import UpstreamComponent, UpstreamConfig
+from zerolink.core.queue import StanzaQueue
+from zerolink.domains import DomainSet
+from zerolink.errors import StanzaError
+from zerolink.jid import JIDError, jid_domain
+from zerolink.net.driver import SessionDriver
+from zerolink.net.sockets import tune
+from zerolink.proto import component_client as proto
+from zerolink.xml.element import Element
+
+if TYPE_CHECKING:
+    from zerolink.core.router import Router
+
+log = logging.getLogger("zerolink.upstream")
+
+
+class UpstreamRoute:
+    """Route for the upstream's domains; one `Attachment` per remote domain."""
+
+    name = "upstream"
+
+    def __init__(
+        self, cfg: UpstreamConfig, router: Router, *, max_stanza_size: int, max_depth: int
+    ) -> None:
+        self.cfg = cfg
+        self.router = router
+        self.fronted = DomainSet([*cfg.domains, *(f"*.{d}" for d in cfg.domains)])
+        self.attachments = {
+            c.domain: Attachment(c, self, max_stanza_size=max_stanza_size, max_depth=max_depth)
+            for c in cfg.components
+        }
+
+    def start(self) -> None:
+        for att in self.attachments.values():
+            att.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(att.stop() for att in self.attachments.values()))
+
+    def deliver(self, stanza: Element) -> None:
+        """A stanza for the upstream: inject it as the component of its sender's domain."""
+        try:
+            domain = jid_domain(stanza.attrib.get("from", ""))
+        except JIDError:
+            self.router.bounce(stanza, StanzaError("jid-malformed", "malformed 'from'"))
+            return
+        att = self.attachments.get(domain)
+        if att is None:
+            self.router.bounce(
+                stanza,
+                StanzaError(
+                    "service-unavailable",
+                    f"{domain} has no component connection to the upstream server "
+                    "(add it under [[upstream.component]])",
+                ),
+            )
+            return
+        att.deliver(stanza)
+
+    def from_upstream(self, att: Attachment, stanza: Element) -> None:
+        """What the upstream sends to one of our component domains goes over the links."""
+        try:
+            sender = jid_domain(stanza.attrib.get("from", ""))
+        except JIDError:
+            sender = None
+        if sender is None or sender not in self.fronted:
+            # The peer would end the X2X stream with invalid-from; refuse it here instead.
+            self.router.bounce(
+                stanza,
+                StanzaError("not-allowed", f"zerolink fronts only {', '.join(self.cfg.domains)}"),
+            )
+            return
+        self.router.route(stanza)
+
+
+class Attachment:
+    """One component connection to the upstream, with its queue and reconnect loop."""
+
+    def __init__(
+        self, comp: UpstreamComponent, route: UpstreamRoute, *, max_stanza_size: int, max_depth: int
+    ) -> None:
+        self.comp = comp
+        self.route = route
+        self.cfg = route.cfg
+        self.loop = asyncio.get_running_loop()
+        self.queue = StanzaQueue(self.cfg.queue_limit, self.cfg.stanza_timeout)
+        self.conn: UpstreamConnection | None = None
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+        self._task: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self.connections_made = 0
+
+    def start(self) -> None:
+        self._task = self.loop.create_task(
+            self._connect_loop(), name=f"upstream-{self.comp.domain}"
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._expiry is not None:
+            self._expiry.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.begin_close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.closed.wait(), 3)
+            if conn.transport is not None:
+                conn.transport.abort()
+        for stanza in self.queue.clear():
+            self.route.router.bounce(stanza, StanzaError("remote-server-timeout", "shutting down"))
+
+    @property
+    def up(self) -> bool:
+        return self.conn is not None and self.conn.session.state is proto.State.OPEN
+
+    def deliver(self, stanza: Element) -> None:
+        if self.up and not self.queue:
+            assert self.conn is not None
+            self.conn.send(stanza)
+            return
+        if not self.queue.push(stanza, self.loop.time()):
+            self.route.router.bounce(
+                stanza, StanzaError("resource-constraint", "upstream queue is full")
+            )
+            return
+        self._arm_expiry()
+
+    def connected(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        self.connections_made += 1
+        log.info("upstream %s: connected as component %s", self.cfg.address, self.comp.domain)
+        while self.queue and self.up:
+            _, stanza = self.queue.pop()
+            conn.send(stanza)
+
+    def lost(self, conn: UpstreamConnection, reason: str) -> None:
+        if self.conn is conn:
+            self.conn = None
+            log.info(
+                "upstream %s: component %s disconnected (%s)",
+                self.cfg.address,
+                self.comp.domain,
+                reason,
+            )
+
+    async def _connect_loop(self) -> None:
+        cfg = self.cfg
+        delay = cfg.reconnect_min
+        while True:
+            try:
+                _, conn = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: UpstreamConnection(self), cfg.address.host, cfg.address.port
+                    ),
+                    cfg.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                wait = delay * random.uniform(0.5, 1.0)
+                log.info(
+                    "upstream %s: cannot connect as %s (%s); retry in %.1fs",
+                    cfg.address,
+                    self.comp.domain,
+                    exc or "timeout",
+                    wait,
+                )
+                delay = min(delay * 2, cfg.reconnect_max)
+                await asyncio.sleep(wait)
+                continue
+            await conn.closed.wait()
+            # Back off from an upstream that refuses us; reconnect quickly after a restart.
+            delay = cfg.reconnect_min if conn.authenticated else min(delay * 2, cfg.reconnect_max)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is None:
+            deadline = self.queue.next_deadline()
+            if deadline is not None:
+                self._expiry = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for stanza in self.queue.expire(self.loop.time()):
+            self.route.router.bounce(
+                stanza,
+                StanzaError("remote-server-timeout", "the upstream server is not reachable"),
+            )
+        self._arm_expiry()
+
+
+class UpstreamConnection(SessionDriver):
+    """The TCP connection of one `Attachment`."""
+
+    def __init__(self, att: Attachment) -> None:
+        super().__init__()
+        self.att = att
+        self.authenticated = False
+        self.session = proto.ComponentClient(
+            att.comp.domain,
+            att.comp.secret,
+            max_stanza_size=att.max_stanza_size,
+            max_depth=att.max_depth,
+        )
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=60)
+        self.flush()  # our stream header goes first
+
+    def send(self, stanza: Element) -> None:
+        self.session.send_stanza(stanza)
+        self.schedule_flush()
+
+    def handle_events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, proto.StanzaIn):
+                self.att.route.from_upstream(self.att, ev.stanza)
+            elif isinstance(ev, proto.Connected):
+                self.authenticated = True
+                self.att.connected(self)
+            elif isinstance(ev, proto.Failed):
+                log.warning(
+                    "upstream %s: component %s refused: %s%s",
+                    self.att.cfg.address,
+                    self.att.comp.domain,
+                    ev.condition,
+                    f" ({ev.text})" if ev.text else "",
+                )
+            elif isinstance(ev, proto.Closed):
+                self.att.lost(self, ev.reason)
+                self.close_transport()
+
+    def on_lost(self, reason: str) -> None:
+        self.att.lost(self, reason)
