@@ -15,7 +15,8 @@ from zerolink.core.router import Router
 from zerolink.net.c2s_conn import ClientListener
 from zerolink.net.components import ComponentConnection, ComponentRoute
 from zerolink.net.link import PeerLink
-from zerolink.net.tls import ensure_certificate, load_secret, server_context
+from zerolink.net.tls import ensure_certificate, load_secret
+from zerolink.net.tlslayer import make_context
 from zerolink.net.upstream import UpstreamRoute
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.sasl import ScramCredentials
@@ -161,7 +162,7 @@ class Server:
             self.host,
             self.router,
             lookup,
-            server_context(cert, key),
+            make_context(str(cert), str(key), server_side=True, request_cert=False),
             cfg.server.max_stanza_size,
             cfg.server.max_depth,
             sasl_secret=load_secret(cfg.server.data_dir / "sasl-secret"),
@@ -187,7 +188,6 @@ class Server:
                 self.clients.factory(direct_tls=True),
                 ep.host,
                 ep.port,
-                ssl=self.clients.tls,
                 reuse_address=True,
             )
             self._servers.append(srv)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
 
 from zerolink.config import HostConfig
 from zerolink.errors import StanzaError
 from zerolink.net.driver import SessionDriver
 from zerolink.net.sockets import tune
+from zerolink.net.tlslayer import TLSLayer
 from zerolink.proto import c2s
 from zerolink.proto.sasl import ScramCredentials
 from zerolink.xml.element import Element
@@ -34,7 +36,7 @@ class ClientListener:
         host: LocalHost,
         router: Router,
         lookup: Lookup,
-        tls: ssl.SSLContext,
+        tls: SSL.Context,
         max_stanza_size: int,
         max_depth: int,
         *,
@@ -63,6 +65,7 @@ class C2SConnection(SessionDriver):
         self.listener = listener
         self.jid = None
         self._counted = False
+        self._direct_tls = direct_tls
         cfg = listener.cfg
         self.session = c2s.C2SSession(
             domains=frozenset(cfg.domains),
@@ -100,6 +103,8 @@ class C2SConnection(SessionDriver):
         self._counted = True
         lst.connections.add(self)
         tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=120)
+        if self._direct_tls:
+            self.start_tls(TLSLayer(lst.tls, server_side=True))
         self._arm()
 
     def on_lost(self, reason: str) -> None:
@@ -136,10 +141,8 @@ class C2SConnection(SessionDriver):
             elif isinstance(ev, c2s.StanzaRejected):
                 lst.router.bounce(ev.stanza, ev.error)
             elif isinstance(ev, c2s.StartTLS):
-                self.flush()
-                if self.transport is not None:
-                    self.transport.pause_reading()  # the next bytes are the ClientHello
-                self.loop.create_task(self._start_tls())
+                self.flush()  # <proceed/> in plaintext; every byte after it is TLS
+                self.start_tls(TLSLayer(lst.tls, server_side=True))
             elif isinstance(ev, c2s.Authenticated):
                 self._uncount()
                 log.info("client %s: authenticated as %s@%s", self.peer, ev.local, ev.domain)
@@ -167,20 +170,9 @@ class C2SConnection(SessionDriver):
         sess.bind_succeeded(jid)
         log.info("client %s: bound %s", self.peer, jid)
 
-    async def _start_tls(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        try:
-            new = await self.loop.start_tls(
-                transport, self, self.listener.tls, server_side=True, ssl_handshake_timeout=30
-            )
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
-            log.info("client %s: TLS handshake failed: %s", self.peer, exc)
-            transport.abort()
-            return
-        if new is None:
-            return
-        self.transport = new  # type: ignore[assignment]
-        self.session.tls_established(self.loop.time())
-        self.flush()
+    def on_tls_handshake(self) -> None:
+        if not self.session.secure:
+            self.session.tls_established(self.loop.time())
+
+    def on_tls_failed(self, reason: str) -> None:
+        log.info("client %s: TLS handshake failed: %s", self.peer, reason)

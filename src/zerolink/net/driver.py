@@ -12,6 +12,7 @@ import logging
 from typing import Any, Protocol
 
 from zerolink.net.sockets import format_addr
+from zerolink.net.tlslayer import TLSFailed, TLSLayer
 
 log = logging.getLogger("zerolink.net")
 
@@ -27,7 +28,8 @@ class Session(Protocol):
 class SessionDriver(asyncio.Protocol):
     """Base protocol: owns the transport, the flush and the timer for one session."""
 
-    session: Session
+    session: Session | None = None
+    tls: TLSLayer | None = None
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -48,6 +50,24 @@ class SessionDriver(asyncio.Protocol):
         self.local = format_addr(transport.get_extra_info("sockname"))
 
     def data_received(self, data: bytes) -> None:
+        tls = self.tls
+        if tls is not None:
+            try:
+                data, handshake_done = tls.feed(data)
+            except TLSFailed as exc:
+                self.on_tls_failed(str(exc))
+                self._write_raw(tls.output())
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            self._write_raw(tls.output())
+            if handshake_done:
+                self.on_tls_handshake()
+                if self.transport is None or self.transport.is_closing():
+                    return
+                self.flush()
+            if not data or self.session is None:
+                return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s <<< %r", self.peer, data)
         events = self.session.receive_data(data, self.loop.time())
@@ -90,21 +110,49 @@ class SessionDriver(asyncio.Protocol):
 
     def flush(self) -> None:
         self._flush_pending = False
+        if self.session is None:
+            return
         data = self.session.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s >>> %r", self.peer, data)
-            self.transport.write(data)
+        if data and log.isEnabledFor(logging.DEBUG):
+            log.debug("%s >>> %r", self.peer, data)
+        if self.tls is not None:
+            self.tls.send(data)
+            data = self.tls.output()
+        self._write_raw(data)
         self._arm()
+
+    def _write_raw(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def start_tls(self, layer: TLSLayer) -> None:
+        """From now on every byte goes through `layer` (direct TLS, or after STARTTLS)."""
+        self.tls = layer
+        if not layer.server_side:
+            layer.start()
+            self._write_raw(layer.output())
+
+    def on_tls_handshake(self) -> None:
+        """The TLS handshake completed: check the peer before any plaintext is read."""
+
+    def on_tls_failed(self, reason: str) -> None:
+        log.info("%s: TLS failed: %s", self.peer, reason)
 
     def close_transport(self) -> None:
         """Flush what is pending, then close (after the kernel has the bytes)."""
         self.flush()
+        if self.tls is not None and self.tls.handshake_done:
+            self.tls.shutdown()
+            self._write_raw(self.tls.output())
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def begin_close(self) -> None:
         """Start the session's close exchange (the session decides what to send)."""
+        if self.session is None:
+            if self.transport is not None:
+                self.transport.abort()
+            return
         events = self.session.close(self.loop.time())
         if events:
             self.handle_events(events)
@@ -113,6 +161,8 @@ class SessionDriver(asyncio.Protocol):
     # -- timer -----------------------------------------------------------------------------
     def _arm(self) -> None:
         """Keep one timer at the session's earliest deadline; later ones are re-armed lazily."""
+        if self.session is None:
+            return
         when = self.session.timer()
         if when is None or self.transport is None:
             return

@@ -10,7 +10,6 @@ import datetime
 import ipaddress
 import logging
 import secrets
-import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -86,11 +85,3 @@ def load_secret(path: Path) -> bytes:
     path.write_bytes(secret)
     path.chmod(0o600)
     return secret
-
-
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """Server side: TLS 1.2 minimum, 1.3 preferred, the library's default cipher choice."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx
