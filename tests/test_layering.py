@@ -17,6 +17,8 @@ LAYERS = {
     "errors": 0,
     "jid": 1,
     "domains": 1,
+    "pins": 1,
+    "certgen": 1,
     "xml": 2,
     "stanza": 3,
     "proto": 4,

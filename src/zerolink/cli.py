@@ -144,6 +144,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_gen_cert(args: argparse.Namespace) -> int:
+    """`zerolink gen-cert DOMAIN... --out DIR` or `zerolink gen-cert --ca-only --out DIR`."""
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from zerolink import certgen, pins
+
+    def fail(text: str) -> int:
+        print(f"error: {text}", file=sys.stderr)
+        return 1
+
+    if args.days is not None and args.days <= 0:
+        return fail("--days must be a positive number of days")
+    if args.ca_only:
+        if args.domains:
+            return fail("--ca-only makes a CA and takes no DOMAIN")
+        if args.ca or args.ca_key:
+            return fail("--ca-only makes a new CA; it cannot use --ca/--ca-key")
+    elif not args.domains:
+        return fail("give at least one DOMAIN, or --ca-only to make a CA")
+    if bool(args.ca) != bool(args.ca_key):
+        return fail("--ca and --ca-key go together (the CA certificate and its private key)")
+
+    try:
+        if args.ca_only:
+            stem = args.name or "ca"
+            cert_pem, key_pem = certgen.generate_ca(days=args.days or 3650)
+        else:
+            stem = args.name or certgen.default_stem(args.domains[0])
+            ca: dict[str, bytes] = {}
+            for opt, path in (("ca_cert_pem", args.ca), ("ca_key_pem", args.ca_key)):
+                if path:
+                    try:
+                        ca[opt] = Path(path).read_bytes()
+                    except OSError as exc:
+                        return fail(f"cannot read {path}: {exc.strerror or exc}")
+            cert_pem, key_pem = certgen.generate_cert(args.domains, days=args.days or 825, **ca)
+        cert_path, key_path = certgen.write_pair(
+            Path(args.out), stem, cert_pem, key_pem, force=args.force
+        )
+    except certgen.CertGenError as exc:
+        return fail(str(exc))
+    except FileExistsError as exc:
+        return fail(f"{exc} (use --force to replace)")
+    except OSError as exc:
+        return fail(f"cannot write to {args.out}: {exc.strerror or exc}")
+
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    print(f"certificate: {cert_path}")
+    print(f"key:         {key_path} (mode 0600, keep it secret)")
+    if args.ca_only:
+        print(f"CA fingerprint: {pins.cert_pin(der)}")
+        print(
+            f"sign with: zerolink gen-cert DOMAIN --ca {cert_path} --ca-key {key_path} "
+            f"--out {args.out}"
+        )
+    else:
+        print("pins for the peer's configuration (either one):")
+        print(f"  public key (SPKI): {pins.spki_pin(der)}")
+        print(f"  certificate:       {pins.cert_pin(der)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zerolink",
@@ -201,6 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
     demo.set_defaults(func=cmd_demo)
+
+    gen = sub.add_parser(
+        "gen-cert",
+        help="make an ECDSA P-256 certificate and key for mutual TLS, or a test CA",
+        description="Write STEM.pem and STEM.key (a certificate naming each DOMAIN as dNSName "
+        "and XmppAddr, for TLS client and server use; self-signed, or signed by --ca) and "
+        "print the pins to put in the peer's configuration. With --ca-only, write a CA.",
+    )
+    gen.add_argument("domains", nargs="*", metavar="DOMAIN", help="domains the certificate names")
+    gen.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
+    gen.add_argument("--ca", metavar="CA.pem", help="sign with this CA certificate")
+    gen.add_argument("--ca-key", metavar="CA.key", help="the CA's private key (with --ca)")
+    gen.add_argument("--ca-only", action="store_true", help="make a CA instead (ca.pem, ca.key)")
+    gen.add_argument(
+        "--name",
+        metavar="STEM",
+        help="file name stem (default: the first DOMAIN's first label, or 'ca')",
+    )
+    gen.add_argument("--days", type=int, help="validity in days (default: 825, or 3650 for a CA)")
+    gen.add_argument("--force", action="store_true", help="replace existing files")
+    gen.set_defaults(func=cmd_gen_cert)
     return parser
 
 

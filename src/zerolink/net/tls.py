@@ -6,55 +6,13 @@ which matters when every handshake crosses a 2400 bit/s link.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import logging
 import secrets
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from zerolink import certgen
 
 log = logging.getLogger("zerolink.tls")
-
-
-def generate_self_signed(
-    domains: list[str], cert_path: Path, key_path: Path, *, days: int = 3650
-) -> None:
-    """Write an ECDSA P-256 key and a self-signed certificate naming `domains` (SAN dNSName)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    sans: list[x509.GeneralName] = []
-    for d in domains:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(d)))
-        except ValueError:
-            sans.append(x509.DNSName(d.encode("idna").decode("ascii")))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def ensure_certificate(
@@ -66,7 +24,7 @@ def ensure_certificate(
     cert = data_dir / "tls" / "self-signed.pem"
     key = data_dir / "tls" / "self-signed.key"
     if not (cert.exists() and key.exists()):
-        generate_self_signed(domains, cert, key)
+        certgen.write_pair(cert.parent, "self-signed", *certgen.generate_cert(domains), force=True)
         log.warning(
             "no certificate configured: generated a self-signed ECDSA P-256 certificate for %s "
             "in %s (clients will ask you to trust it)",
