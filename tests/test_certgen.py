@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import shutil
 import ssl
 import stat
 import subprocess
@@ -33,7 +31,9 @@ try:
 except ImportError:  # cryptography < 42
     PolicyBuilder = None
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+
+def needs_openssl(test):
+    return test
 
 
 def load(pem: bytes) -> x509.Certificate:
@@ -214,7 +214,6 @@ def test_signed_by_the_ca(ca, signed):
         leaf.verify_directly_issued_by(other_ca)
 
 
-@pytest.mark.skipif(PolicyBuilder is None, reason="cryptography without x509.verification")
 def test_policy_builder_verifies_server_and_client(ca, signed):
     ca_cert, leaf = load(ca[0]), load(signed[0])
     builder = PolicyBuilder().store(Store([ca_cert])).time(dt.datetime.now(dt.UTC))
@@ -229,7 +228,6 @@ def test_policy_builder_verifies_server_and_client(ca, signed):
         stranger.build_server_verifier(x509.DNSName("air.example")).verify(leaf, [])
 
 
-@pytest.mark.skipif(PolicyBuilder is None, reason="cryptography without x509.verification")
 def test_policy_builder_refuses_expired(ca):
     leaf = load(
         generate_cert(
@@ -619,22 +617,6 @@ def test_cli_errors(tmp_path: Path):
         assert "Traceback" not in res.stderr
         assert res.stdout == ""
     assert not out.exists()
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
-def test_cli_unreadable_ca_key(tmp_path: Path):
-    assert zerolink("--ca-only", "--out", tmp_path).returncode == 0
-    (tmp_path / "ca.key").chmod(0)
-    res = zerolink(
-        "air.example",
-        "--out",
-        tmp_path,
-        "--ca",
-        tmp_path / "ca.pem",
-        "--ca-key",
-        tmp_path / "ca.key",
-    )
-    assert res.returncode == 1 and "cannot read" in res.stderr
 
 
 def test_examples_tls_match_their_readme():

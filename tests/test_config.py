@@ -28,6 +28,7 @@ from zerolink.config import (
     warnings_for,
 )
 from zerolink.errors import ConfigError, ConfigProblem
+from zerolink.pins import Pin, parse_pin
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -477,7 +478,7 @@ def test_server_problems(tmp_path: Path, server: dict, path: str, fragment: str)
         ),
         ({"identity": 3}, "peer[0].identity", "expected a table"),
         ({"identity": "cert"}, "peer[0].identity.mode", "'address', 'implicit'"),
-        ({"identity": {"mode": "tls"}}, "peer[0].identity.mode", "not supported yet"),
+        ({"identity": "tls", "tls": True}, "peer[0].identity", "needs ca"),
         ({"identity": {}}, "peer[0].identity.mode", "required"),
         ({"identity": {"mode": "address", "port": 0}}, "peer[0].identity.port", "1-65535"),
         ({"identity": {"mode": "address", "port": "x"}}, "peer[0].identity.port", "string"),
@@ -1669,6 +1670,683 @@ def test_upstream_problems_reported_with_the_rest(tmp_path: Path) -> None:
         "upstream.component[0].secret",
         "upstream.component[0].domain",
         "upstream.component[1].domain",
+    }
+
+
+# --------------------------------------------------------------------------- tls and identity
+
+SPKI_PIN = "sha256//" + "A" * 43 + "="
+CERT_PIN = ":".join(["AB"] * 32)
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> Path:
+    """Stand-in PEM files beside the configuration: parsing only checks that they exist."""
+    for name in ("our.pem", "our.key", "link.pem", "link.key", "ca.pem"):
+        (tmp_path / name).write_text(f"not really PEM: {name}\n")
+    return tmp_path
+
+
+def tls_peer(**overrides: object) -> dict:
+    """A peer with tls = true and mode 'tls' trusting ca.pem (see the `pem` fixture)."""
+    base: dict = {"tls": True, "identity": {"mode": "tls", "ca": "ca.pem"}}
+    base.update(overrides)
+    return peer(**base)
+
+
+def with_server_cert(*peers: dict, **server: object) -> dict:
+    """config_with, with [server] certificate = our.pem and key = our.key."""
+    srv: dict = {"domains": ["air.example"], "certificate": "our.pem", "key": "our.key"}
+    srv.update(server)
+    return config_with(*peers, server=srv)
+
+
+def test_tls_defaults(tmp_path: Path) -> None:
+    cfg = parse(config_with(peer()), tmp_path)
+    assert (cfg.server.certificate, cfg.server.key) == (None, None)
+    p = cfg.peers[0]
+    assert (p.tls, p.certificate, p.key) == (False, None, None)
+    assert p.identity == IdentityConfig("address", (ipaddress.ip_network("127.0.0.3/32"),))
+    i = p.identity
+    assert (i.ca, i.pins, i.reverse_dns, i.dnssec, i.resolver, i.dns_timeout) == (
+        None,
+        (),
+        None,
+        False,
+        None,
+        5.0,
+    )
+
+
+def test_server_certificate_resolves_against_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    (etc / "tls").mkdir(parents=True)
+    (etc / "tls" / "air.pem").write_text("x")
+    (etc / "tls" / "air.key").write_text("x")
+    write(
+        etc,
+        """
+        [server]
+        domains = ["air.example"]
+        certificate = "tls/air.pem"
+        key = "tls/air.key"
+        """,
+        "air.toml",
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("etc/air.toml")
+    assert cfg.server.certificate == etc / "tls" / "air.pem"
+    assert cfg.server.key == etc / "tls" / "air.key"
+    assert cfg.server.certificate.is_absolute()
+
+
+@pytest.mark.parametrize(
+    ("server", "path", "fragment"),
+    [
+        ({"certificate": "our.pem"}, "server.key", "required key is missing (certificate is set"),
+        ({"key": "our.key"}, "server.certificate", "required key is missing (key is set"),
+        ({"certificate": "nope.pem", "key": "our.key"}, "server.certificate", "file not found"),
+        ({"certificate": "our.pem", "key": "."}, "server.key", "not a regular file"),
+        ({"certificate": 1, "key": "our.key"}, "server.certificate", "got integer 1"),
+        ({"certificate": "", "key": "our.key"}, "server.certificate", "must not be empty"),
+    ],
+)
+def test_server_certificate_problems(pem: Path, server: dict, path: str, fragment: str) -> None:
+    data = {"server": {"domains": ["air.example"], **server}}
+    assert fragment in problem_at_data(pem, data, path)
+
+
+def test_server_certificate_alone_is_fine(pem: Path) -> None:
+    # A default for TLS links; no peer needs to use it.
+    cfg = parse(with_server_cert(peer()), pem)
+    assert cfg.server.certificate == pem / "our.pem"
+    assert cfg.server.key == pem / "our.key"
+    # a plain link still carries the default (it is just not used)
+    assert cfg.peers[0].tls is False
+    assert cfg.peers[0].certificate == pem / "our.pem"
+
+
+def test_peer_tls_uses_server_certificate_by_default(pem: Path) -> None:
+    cfg = parse(with_server_cert(tls_peer()), pem)
+    p = cfg.peers[0]
+    assert p.tls is True
+    assert (p.certificate, p.key) == (pem / "our.pem", pem / "our.key")
+
+
+def test_peer_certificate_overrides_server(pem: Path) -> None:
+    own = {"certificate": "link.pem", "key": "link.key"}
+    for data in (with_server_cert(tls_peer(**own)), config_with(tls_peer(**own))):
+        p = parse(data, pem).peers[0]
+        assert (p.certificate, p.key) == (pem / "link.pem", pem / "link.key")
+
+
+def test_tls_needs_a_certificate(pem: Path) -> None:
+    msg = problem_at_data(pem, config_with(tls_peer()), "peer[0].certificate")
+    assert msg == "tls = true needs our certificate and key (here or in [server])"
+    # also with identity modes other than tls
+    for mode in ("address", "implicit"):
+        data = config_with(peer(tls=True, identity=mode))
+        assert "needs our certificate and key" in problem_at_data(pem, data, "peer[0].certificate")
+
+
+def test_tls_needs_a_certificate_not_piled_on(pem: Path) -> None:
+    # The server's pair is broken: that is the problem, not the peer's missing pair.
+    found = parse_problems(with_server_cert(tls_peer(), certificate="nope.pem"), pem)
+    assert set(found) == {"server.certificate"}
+    found = parse_problems(with_server_cert(tls_peer(), key=None), pem)
+    assert set(found) == {"server.key"}
+    # The peer's own pair is broken.
+    found = parse_problems(config_with(tls_peer(certificate="link.pem")), pem)
+    assert set(found) == {"peer[0].key"}
+    # [server] itself is missing.
+    found = parse_problems({"peer": [tls_peer()]}, pem)
+    assert "peer[0].certificate" not in found
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "fragment"),
+    [
+        ({"tls": "yes"}, "peer[0].tls", "expected true or false, got string 'yes'"),
+        ({"tls": 1}, "peer[0].tls", "got integer 1"),
+        ({"certificate": "link.pem"}, "peer[0].key", "or neither to use those of [server]"),
+        ({"key": "link.key"}, "peer[0].certificate", "required key is missing (key is set"),
+        ({"certificate": "gone.pem", "key": "link.key"}, "peer[0].certificate", "file not found"),
+        ({"certificate": "link.pem", "key": []}, "peer[0].key", "expected a string, got an array"),
+    ],
+)
+def test_peer_tls_problems(pem: Path, overrides: dict, path: str, fragment: str) -> None:
+    data = with_server_cert(tls_peer(**overrides))
+    assert fragment in problem_at_data(pem, data, path)
+
+
+def test_peer_certificate_needs_tls(pem: Path) -> None:
+    found = parse_problems(
+        with_server_cert(peer(certificate="link.pem", key="link.key", tls=False)), pem
+    )
+    assert set(found) == {"peer[0].certificate", "peer[0].key"}
+    assert "only used with tls = true" in found["peer[0].certificate"]
+    # tls omitted is tls = false; one key alone is still one problem, not two
+    found = parse_problems(config_with(peer(key="link.key")), pem)
+    assert set(found) == {"peer[0].key"}
+
+
+def test_tls_identity_with_ca_and_pins(pem: Path) -> None:
+    cfg = parse(
+        with_server_cert(
+            tls_peer(identity={"mode": "TLS", "ca": "ca.pem", "pins": [SPKI_PIN, CERT_PIN]})
+        ),
+        pem,
+    )
+    ident = cfg.peers[0].identity
+    assert ident.mode == "tls"
+    assert ident.ca == pem / "ca.pem"
+    assert ident.pins == (parse_pin(SPKI_PIN), parse_pin(CERT_PIN))
+    assert all(isinstance(pin, Pin) for pin in ident.pins)
+    assert [pin.kind for pin in ident.pins] == ["spki", "cert"]
+    # nothing of the address mode
+    assert (ident.addresses, ident.port, ident.reverse_dns) == ((), None, None)
+
+
+def test_tls_identity_ca_or_pins_alone(pem: Path) -> None:
+    ca_only = parse(with_server_cert(tls_peer()), pem).peers[0].identity
+    assert (ca_only.ca, ca_only.pins) == (pem / "ca.pem", ())
+    pins_only = parse(
+        with_server_cert(tls_peer(identity={"mode": "tls", "pins": [CERT_PIN]})), pem
+    ).peers[0]
+    assert (pins_only.identity.ca, pins_only.identity.pins) == (None, (parse_pin(CERT_PIN),))
+
+
+def test_tls_identity_ca_resolves_against_config_folder(pem: Path) -> None:
+    (pem / "trust").mkdir()
+    (pem / "trust" / "ground-ca.pem").write_text("x")
+    text = f"""
+        [server]
+        domains = ["air.example"]
+        certificate = "{pem / "our.pem"}"
+        key = "our.key"
+
+        [[peer]]
+        name = "ground"
+        domains = ["ground.example"]
+        remote = "127.0.0.3"
+        listen = "127.0.0.2"
+        tls = true
+
+        [peer.identity]
+        mode = "tls"
+        ca = "trust/ground-ca.pem"
+        pins = ["{SPKI_PIN}"]
+    """
+    p = load(pem, text).peers[0]
+    assert p.identity.ca == pem / "trust" / "ground-ca.pem"
+    assert p.certificate == pem / "our.pem"  # absolute paths are kept
+    assert p.key == pem / "our.key"
+
+
+def test_tls_identity_needs_tls(pem: Path) -> None:
+    data = with_server_cert(peer(identity={"mode": "tls", "ca": "ca.pem"}))
+    msg = problem_at_data(pem, data, "peer[0].tls")
+    assert "identity mode 'tls' needs tls = true" in msg
+    assert "tls is not set (default false)" in msg
+    data = with_server_cert(peer(tls=False, identity={"mode": "tls", "ca": "ca.pem"}))
+    assert "; tls = false" in problem_at_data(pem, data, "peer[0].tls")
+    # tls itself invalid: only that problem
+    data = with_server_cert(peer(tls="on", identity={"mode": "tls", "ca": "ca.pem"}))
+    assert set(parse_problems(data, pem)) == {"peer[0].tls"}
+
+
+def test_tls_identity_needs_ca_or_pins(pem: Path) -> None:
+    for identity in ("tls", {"mode": "tls"}):
+        msg = problem_at_data(
+            pem, with_server_cert(tls_peer(identity=identity)), "peer[0].identity"
+        )
+        assert "mode 'tls' needs ca" in msg and "or pins" in msg
+
+
+def test_bad_pins_reported_with_parse_pin_message(pem: Path) -> None:
+    bad = "sha1:" + ":".join(["AB"] * 20)
+    data = with_server_cert(
+        tls_peer(identity={"mode": "tls", "pins": [SPKI_PIN, bad, 7, "nonsense", SPKI_PIN]})
+    )
+    found = parse_problems(data, pem)
+    assert set(found) == {
+        "peer[0].identity.pins[1]",
+        "peer[0].identity.pins[2]",
+        "peer[0].identity.pins[3]",
+        "peer[0].identity.pins[4]",
+    }
+    for i, text in ((1, bad), (3, "nonsense")):
+        with pytest.raises(ValueError) as info:
+            parse_pin(text)
+        assert found[f"peer[0].identity.pins[{i}]"] == str(info.value)
+    assert found["peer[0].identity.pins[2]"] == "expected a certificate pin string, got integer 7"
+    assert "already listed at peer[0].identity.pins[0]" in found["peer[0].identity.pins[4]"]
+
+
+@pytest.mark.parametrize(
+    ("identity", "path", "fragment"),
+    [
+        ({"mode": "tls", "pins": SPKI_PIN}, "peer[0].identity.pins", "expected an array"),
+        ({"mode": "tls", "pins": []}, "peer[0].identity.pins", "at least one pin"),
+        ({"mode": "tls", "ca": "missing.pem"}, "peer[0].identity.ca", "file not found"),
+        ({"mode": "tls", "ca": 5}, "peer[0].identity.ca", "expected a string"),
+        ({"mode": "tls", "ca": "."}, "peer[0].identity.ca", "not a regular file"),
+    ],
+)
+def test_tls_identity_problems(pem: Path, identity: dict, path: str, fragment: str) -> None:
+    data = with_server_cert(tls_peer(identity=identity))
+    assert fragment in problem_at_data(pem, data, path)
+
+
+@pytest.mark.parametrize(
+    ("identity", "key", "fragment"),
+    [
+        (
+            {"mode": "implicit", "ca": "ca.pem"},
+            "ca",
+            "only used with mode = 'tls'; mode 'implicit' accepts any connection",
+        ),
+        (
+            {"mode": "address", "pins": [SPKI_PIN]},
+            "pins",
+            "only used with mode = 'tls'; mode 'address' identifies the peer by its source",
+        ),
+        (
+            {"mode": "tls", "ca": "ca.pem", "addresses": ["127.0.0.3"]},
+            "addresses",
+            "only used with mode = 'address'; mode 'tls' identifies the peer by its certificate",
+        ),
+        ({"mode": "tls", "ca": "ca.pem", "port": 5269}, "port", "only used with mode = 'address'"),
+        (
+            {"mode": "tls", "ca": "ca.pem", "reverse_dns": "ground.example"},
+            "reverse_dns",
+            "only used with mode = 'address'",
+        ),
+        ({"mode": "tls", "ca": "ca.pem", "dnssec": True}, "dnssec", "mode = 'address'"),
+        ({"mode": "implicit", "resolver": "127.0.0.53"}, "resolver", "mode = 'address'"),
+        ({"mode": "implicit", "dns_timeout": 2}, "dns_timeout", "mode = 'address'"),
+        ({"mode": "implicit", "port": 1}, "port", "mode 'implicit' accepts any connection"),
+    ],
+)
+def test_keys_of_another_identity_mode(pem: Path, identity: dict, key: str, fragment: str) -> None:
+    data = with_server_cert(tls_peer(identity=identity))
+    found = parse_problems(data, pem)
+    assert set(found) == {f"peer[0].identity.{key}"}, found
+    assert fragment in found[f"peer[0].identity.{key}"]
+
+
+def test_unknown_identity_mode_still_checks_every_key(pem: Path) -> None:
+    data = with_server_cert(
+        tls_peer(identity={"mode": "cert", "ca": "missing.pem", "pins": ["x"], "port": 0})
+    )
+    found = parse_problems(data, pem)
+    assert "'address', 'implicit', 'tls'" in found["peer[0].identity.mode"]
+    assert {
+        "peer[0].identity.ca",
+        "peer[0].identity.pins[0]",
+        "peer[0].identity.port",
+    } <= set(found)
+
+
+def test_unknown_identity_key_lists_every_key(tmp_path: Path) -> None:
+    found = parse_problems(config_with(peer(identity={"mode": "address", "pin": []})), tmp_path)
+    msg = found["peer[0].identity.pin"]
+    assert msg.startswith(
+        "unknown key; expected one of: mode, addresses, port, reverse_dns, dnssec, resolver, "
+        "dns_timeout, ca, pins"
+    )
+    assert "did you mean 'pins'?" in msg
+
+
+def test_reverse_dns(tmp_path: Path) -> None:
+    cfg = parse(
+        config_with(
+            peer(
+                identity={
+                    "mode": "address",
+                    "reverse_dns": "Ground.Example.",
+                    "dnssec": True,
+                    "resolver": "127.0.0.53",
+                    "dns_timeout": 2,
+                }
+            ),
+            peer(
+                name="b",
+                domains=["bücher.example"],
+                remote="10.0.0.2",
+                identity={
+                    "mode": "address",
+                    "reverse_dns": "Bücher.example",
+                    "resolver": "[2001:db8::53]:5353",
+                },
+            ),
+        ),
+        tmp_path,
+    )
+    a, b = (p.identity for p in cfg.peers)
+    # the address check stays: addresses still default to the remote
+    assert a.addresses == (ipaddress.ip_network("127.0.0.3/32"),)
+    assert a.reverse_dns == "ground.example"
+    assert a.dnssec is True
+    assert a.resolver == Endpoint("127.0.0.53", 53)
+    assert a.dns_timeout == 2.0 and isinstance(a.dns_timeout, float)
+    # DNS names are kept in ASCII (IDNA A-labels), as PTR records hold them
+    assert b.reverse_dns == "xn--bcher-kva.example"
+    assert (b.dnssec, b.resolver, b.dns_timeout) == (False, Endpoint("2001:db8::53", 5353), 5.0)
+
+
+@pytest.mark.parametrize(
+    ("identity", "path", "fragment"),
+    [
+        ({"reverse_dns": 5}, "reverse_dns", "expected a host name, got integer 5"),
+        ({"reverse_dns": " "}, "reverse_dns", "must not be empty"),
+        ({"reverse_dns": "10.0.0.3"}, "reverse_dns", "got the IP address '10.0.0.3'"),
+        ({"reverse_dns": "::1"}, "reverse_dns", "got the IP address"),
+        ({"reverse_dns": "*.ground.example"}, "reverse_dns", "without wildcards"),
+        ({"reverse_dns": "bad_label.example"}, "reverse_dns", "invalid host name"),
+        ({"reverse_dns": "."}, "reverse_dns", "invalid host name '.'"),
+        ({"reverse_dns": "1.2.3"}, "reverse_dns", "last label is numeric"),
+        ({"reverse_dns": "a" * 64 + ".example"}, "reverse_dns", "invalid host name"),
+        ({"reverse_dns": "g.example", "dnssec": "yes"}, "dnssec", "expected true or false"),
+        ({"reverse_dns": "g.example", "resolver": 53}, "resolver", "got integer 53"),
+        ({"reverse_dns": "g.example", "resolver": "dns.example"}, "resolver", "IP address"),
+        ({"reverse_dns": "g.example", "resolver": "0.0.0.0"}, "resolver", "wildcard address"),
+        ({"reverse_dns": "g.example", "resolver": "[::]:53"}, "resolver", "wildcard address"),
+        ({"reverse_dns": "g.example", "resolver": "::1"}, "resolver", "need brackets"),
+        ({"reverse_dns": "g.example", "resolver": "127.0.0.1:0"}, "resolver", "port number"),
+        ({"reverse_dns": "g.example", "dns_timeout": 0}, "dns_timeout", "> 0"),
+        ({"reverse_dns": "g.example", "dns_timeout": -1}, "dns_timeout", "> 0"),
+        ({"reverse_dns": "g.example", "dns_timeout": "5"}, "dns_timeout", "got string '5'"),
+        ({"dnssec": True}, "dnssec", "only used with reverse_dns"),
+        ({"dnssec": False}, "dnssec", "only used with reverse_dns"),
+        ({"resolver": "127.0.0.53"}, "resolver", "only used with reverse_dns"),
+        ({"dns_timeout": 3}, "dns_timeout", "only used with reverse_dns"),
+    ],
+)
+def test_reverse_dns_problems(tmp_path: Path, identity: dict, path: str, fragment: str) -> None:
+    data = config_with(peer(identity={"mode": "address", **identity}))
+    found = parse_problems(data, tmp_path)
+    assert set(found) == {f"peer[0].identity.{path}"}, found
+    assert fragment in found[f"peer[0].identity.{path}"]
+
+
+def test_tls_with_address_or_implicit_identity(pem: Path) -> None:
+    cfg = parse(
+        with_server_cert(
+            peer(name="a", domains=["a.example"], tls=True, identity="address"),
+            peer(
+                name="b",
+                domains=["b.example"],
+                listen="127.0.0.2:5270",
+                tls=True,
+                identity="implicit",
+            ),
+        ),
+        pem,
+    )
+    a, b = cfg.peers
+    assert (a.tls, a.identity.mode, b.tls, b.identity.mode) == (True, "address", True, "implicit")
+    warnings = warnings_for(cfg)
+    only_address = [w for w in warnings if "identified only by its address" in w]
+    assert len(only_address) == 2
+    assert "peer 'a': tls = true with identity mode 'address'" in only_address[0]
+    assert "the link is encrypted but the peer is identified only by its address" in warnings[0]
+    # b also gets the implicit warning
+    assert any("'b'" in w and "NOT RECOMMENDED" in w for w in warnings)
+
+
+def test_no_tls_warning_with_tls_identity(pem: Path) -> None:
+    assert warnings_for(parse(with_server_cert(tls_peer()), pem)) == []
+
+
+# -- shared listeners
+
+
+def test_shared_listener_must_agree_on_tls(pem: Path) -> None:
+    data = with_server_cert(
+        peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+        tls_peer(name="b", domains=["b.example"], remote="10.0.0.2"),
+        peer(name="c", domains=["c.example"], remote="10.0.0.3", tls=False),
+        tls_peer(name="d", domains=["d.example"], remote="10.0.0.4", listen="127.0.0.2:5270"),
+    )
+    found = parse_problems(data, pem)
+    assert set(found) == {"peer[1].tls"}
+    msg = found["peer[1].tls"]
+    assert (
+        "tls = true, but 127.0.0.2:5269 is shared with 'a' (peer[0]), which has tls = false" in msg
+    )
+    assert "all use TLS or all not" in msg
+
+
+def test_shared_listener_tls_compared_only_where_known(pem: Path) -> None:
+    # An invalid tls is its own problem; the others are compared with the first valid one.
+    found = parse_problems(
+        with_server_cert(
+            peer(name="a", domains=["a.example"], remote="10.0.0.1", tls="yes"),
+            peer(name="b", domains=["b.example"], remote="10.0.0.2", tls=1),
+        ),
+        pem,
+    )
+    assert set(found) == {"peer[0].tls", "peer[1].tls"}
+    assert "expected true or false" in found["peer[1].tls"]
+    found = parse_problems(
+        with_server_cert(
+            peer(name="a", domains=["a.example"], remote="10.0.0.1", tls="yes"),
+            tls_peer(name="b", domains=["b.example"], remote="10.0.0.2"),
+            peer(name="c", domains=["c.example"], remote="10.0.0.3"),
+        ),
+        pem,
+    )
+    assert set(found) == {"peer[0].tls", "peer[2].tls"}
+    assert "shared with 'b' (peer[1]), which has tls = true" in found["peer[2].tls"]
+
+
+def test_shared_tls_listener_with_tls_identities(pem: Path) -> None:
+    # Two tls peers dialing from the same address: told apart by their certificates.
+    cfg = parse(
+        with_server_cert(
+            tls_peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+            tls_peer(
+                name="b",
+                domains=["b.example"],
+                remote="10.0.0.1",
+                identity={"mode": "tls", "pins": [SPKI_PIN]},
+            ),
+            # an address peer on the TLS listener is told apart by its address
+            peer(name="c", domains=["c.example"], remote="10.0.0.3", tls=True),
+        ),
+        pem,
+    )
+    assert {p.listen for p in cfg.peers} == {Endpoint("127.0.0.2", 5269)}
+    assert all(p.tls for p in cfg.peers)
+
+
+def test_shared_tls_listener_still_rejects_implicit(pem: Path) -> None:
+    found = parse_problems(
+        with_server_cert(
+            tls_peer(name="a", domains=["a.example"]),
+            peer(name="b", domains=["b.example"], tls=True, identity="implicit"),
+        ),
+        pem,
+    )
+    assert set(found) == {"peer[1].identity"}
+    assert "mode 'implicit' accepts every connection on 127.0.0.2:5269" in found["peer[1].identity"]
+    assert "shared with 'a' (peer[0])" in found["peer[1].identity"]
+
+
+def test_shared_tls_listener_overlapping_addresses_still_checked(pem: Path) -> None:
+    found = parse_problems(
+        with_server_cert(
+            peer(name="a", domains=["a.example"], remote="10.0.0.1", tls=True),
+            peer(name="b", domains=["b.example"], remote="10.0.0.1", tls=True),
+        ),
+        pem,
+    )
+    assert set(found) == {"peer[1].remote"}
+
+
+def test_shared_tls_listener_needs_one_certificate(pem: Path) -> None:
+    own = {"certificate": "link.pem", "key": "link.key"}
+    found = parse_problems(
+        with_server_cert(
+            tls_peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+            tls_peer(name="b", domains=["b.example"], remote="10.0.0.2", **own),
+        ),
+        pem,
+    )
+    assert set(found) == {"peer[1].certificate"}
+    msg = found["peer[1].certificate"]
+    assert f"{pem / 'link.pem'} differs from {pem / 'our.pem'}" in msg
+    assert "'a' (peer[0])" in msg and "127.0.0.2:5269" in msg
+    # the same certificate with another key
+    found = parse_problems(
+        with_server_cert(
+            tls_peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+            tls_peer(
+                name="b",
+                domains=["b.example"],
+                remote="10.0.0.2",
+                certificate="our.pem",
+                key="link.key",
+            ),
+        ),
+        pem,
+    )
+    assert set(found) == {"peer[1].key"}
+    # the same pair given explicitly is fine, and so are separate listeners
+    parse(
+        with_server_cert(
+            tls_peer(name="a", domains=["a.example"], remote="10.0.0.1"),
+            tls_peer(
+                name="b",
+                domains=["b.example"],
+                remote="10.0.0.2",
+                certificate="our.pem",
+                key="our.key",
+            ),
+            tls_peer(
+                name="c", domains=["c.example"], remote="10.0.0.3", listen="127.0.0.2:5270", **own
+            ),
+        ),
+        pem,
+    )
+
+
+# -- reporting
+
+
+def test_summary_tls(pem: Path) -> None:
+    cfg = parse(
+        with_server_cert(
+            tls_peer(
+                name="a",
+                domains=["a.example"],
+                remote="10.0.0.1",
+                identity={"mode": "tls", "ca": "ca.pem", "pins": [SPKI_PIN, CERT_PIN]},
+            ),
+            tls_peer(
+                name="b",
+                domains=["b.example"],
+                remote="10.0.0.2",
+                identity={"mode": "tls", "pins": [CERT_PIN]},
+            ),
+            tls_peer(name="c", domains=["c.example"], remote="10.0.0.3"),
+            peer(
+                name="d",
+                domains=["d.example"],
+                remote="10.0.0.4",
+                listen="127.0.0.2:5270",
+                identity={"mode": "address", "reverse_dns": "d.example", "dnssec": True},
+            ),
+            peer(
+                name="e",
+                domains=["e.example"],
+                remote="10.0.0.5",
+                listen="127.0.0.2:5270",
+                identity={
+                    "mode": "address",
+                    "reverse_dns": "e.example",
+                    "resolver": "127.0.0.53",
+                },
+            ),
+            peer(
+                name="f",
+                domains=["f.example"],
+                remote="10.0.0.6",
+                listen="127.0.0.2:5271",
+                identity={"mode": "address", "reverse_dns": "f.example"},
+            ),
+        ),
+        pem,
+    )
+    lines = summary(cfg).splitlines()
+    assert f"  link certificate: {pem / 'our.pem'} (key {pem / 'our.key'})" in lines
+    tls_on = f"  tls: on, certificate {pem / 'our.pem'} (key {pem / 'our.key'})"
+
+    def block(name: str) -> list[str]:
+        i = lines.index(f"peer '{name}'")
+        return lines[i + 5 : i + 7]
+
+    assert block("a") == [tls_on, f"  identity: tls (CA {pem / 'ca.pem'} or 2 pins)"]
+    assert block("b") == [tls_on, "  identity: tls (1 pin)"]
+    assert block("c") == [tls_on, f"  identity: tls (CA {pem / 'ca.pem'})"]
+    assert block("d") == [
+        "  tls: off",
+        "  identity: address 10.0.0.4 (any source port) + reverse DNS d.example (DNSSEC)",
+    ]
+    assert block("e") == [
+        "  tls: off",
+        "  identity: address 10.0.0.5 (any source port) + reverse DNS e.example "
+        "(resolver 127.0.0.53:53)",
+    ]
+    assert block("f")[1] == "  identity: address 10.0.0.6 (any source port) + reverse DNS f.example"
+
+
+def test_summary_without_link_certificate(tmp_path: Path) -> None:
+    lines = summary(parse(config_with(peer()), tmp_path)).splitlines()
+    assert "  tls: off" in lines
+    assert not any("link certificate" in line for line in lines)
+
+
+def test_tls_problems_reported_with_the_rest(pem: Path) -> None:
+    text = f"""
+        [server]
+        domains = ["air.example"]
+        certificate = "our.pem"
+
+        [[peer]]
+        name = "ground"
+        domains = ["ground.example"]
+        remote = "127.0.0.3"
+        listen = "127.0.0.2"
+        tls = "true"
+        [peer.identity]
+        mode = "tls"
+        ca = "nowhere.pem"
+        pins = ["{SPKI_PIN}", "sha256//short"]
+
+        [[peer]]
+        name = "sea"
+        domains = ["sea.example"]
+        remote = "10.0.0.9"
+        listen = "127.0.0.2:5270"
+        certificate = "link.pem"
+        [peer.identity]
+        mode = "address"
+        dnssec = true
+        resolver = "resolver.example"
+    """
+    found = {p.path for p in problems(pem, text)}
+    assert found == {
+        "server.key",
+        "peer[0].tls",
+        "peer[0].identity.ca",
+        "peer[0].identity.pins[1]",
+        "peer[1].certificate",
+        "peer[1].identity.dnssec",
+        "peer[1].identity.resolver",
     }
 
 

@@ -333,3 +333,11 @@ def test_stanzas_before_malformed_xml_in_the_same_read_are_delivered():
     events = a.receive_data(good + good + b"<message><a></b>", 0.0)
     assert len(stanzas(events)) == 2
     assert stream_error_sent(events) == "not-well-formed"
+
+
+def test_tls_handshake_on_a_plaintext_link_is_named():
+    a = air()
+    events = a.receive_data(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0.0)
+    assert stream_error_sent(events) == "not-well-formed"
+    err = next(e for e in events if isinstance(e, x2x.StreamErrorSent))
+    assert "TLS handshake" in (err.text or "")

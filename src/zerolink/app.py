@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from zerolink.config import Config, PeerConfig, warnings_for
+from zerolink.config import Config, warnings_for
 from zerolink.core.host import LocalHost
 from zerolink.core.router import Router
+from zerolink.net.acceptor import Acceptor
 from zerolink.net.c2s_conn import ClientListener
 from zerolink.net.components import ComponentConnection, ComponentRoute
 from zerolink.net.link import PeerLink
@@ -24,24 +24,6 @@ from zerolink.store import AccountStore, Database, OfflineStore, RosterItem, Ros
 from zerolink.users import as_scram, open_database
 
 log = logging.getLogger("zerolink")
-
-
-def identity_matches(cfg: PeerConfig, addr: tuple[Any, ...]) -> bool:
-    """XEP-0361 §4.2: does a connection from `addr` belong to this peer?"""
-    ident = cfg.identity
-    if ident.mode == "implicit":
-        return True
-    if ident.mode != "address":
-        return False
-    try:
-        ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ident.port is not None and addr[1] != ident.port:
-        return False
-    return any(ip in net for net in ident.addresses)
 
 
 class Server:
@@ -194,13 +176,14 @@ class Server:
             log.info("clients: listening on %s (direct TLS, XEP-0368)", ep)
 
     def _x2x_factory(self, links: Sequence[PeerLink], listen: str) -> Any:
-        def identify(addr: tuple[Any, ...]) -> PeerLink | None:
-            for link in links:
-                if identity_matches(link.cfg, addr):
-                    return link
-            return None
-
-        return lambda: X2XConnection(identify=identify, listen=listen)
+        tls_links = [link for link in links if link.cfg.tls]
+        ctx = None
+        if tls_links:
+            cfg = tls_links[0].cfg
+            assert cfg.certificate is not None and cfg.key is not None
+            ctx = make_context(str(cfg.certificate), str(cfg.key), server_side=True)
+        acceptor = Acceptor(listen, links, ctx)
+        return lambda: X2XConnection(acceptor=acceptor)
 
     async def stop(self) -> None:
         """Stop accepting, close links with the close exchange, then components."""

@@ -28,11 +28,13 @@ from typing import Any
 
 from zerolink.errors import ConfigError, ConfigProblem
 from zerolink.jid import normalize_domain
+from zerolink.pins import Pin, parse_pin
 
 __all__ = [
     "DEFAULT_C2S_PORT",
     "DEFAULT_C2S_TLS_PORT",
     "DEFAULT_COMPONENT_PORT",
+    "DEFAULT_DNS_PORT",
     "DEFAULT_S2S_PORT",
     "ComponentConfig",
     "ComponentListenerConfig",
@@ -58,6 +60,8 @@ DEFAULT_S2S_PORT = 5269
 DEFAULT_COMPONENT_PORT = 5347
 DEFAULT_C2S_PORT = 5222  # RFC 6120 client-to-server, STARTTLS
 DEFAULT_C2S_TLS_PORT = 5223  # XEP-0368 direct TLS
+DEFAULT_DNS_PORT = 53
+DEFAULT_DNS_TIMEOUT = 5.0
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -86,6 +90,8 @@ class ServerConfig:
     log_level: str = "info"
     max_stanza_size: int = 262144
     max_depth: int = 64
+    certificate: Path | None = None
+    key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +102,23 @@ class ComponentConfig:
 
 @dataclass(frozen=True, slots=True)
 class IdentityConfig:
+    """How an incoming connection is recognised as a peer (XEP-0361 §4.2).
+
+    ``address``: `addresses` and `port`, plus the optional reverse DNS check (`reverse_dns`,
+    `dnssec`, `resolver`: None for the system resolver, `dns_timeout`). ``tls``: the peer's
+    certificate, trusted through `ca` (PKI), `pins`, or either when both are set.
+    ``implicit``: none of them.
+    """
+
     mode: str
     addresses: tuple[IPNetwork, ...] = ()
     port: int | None = None
+    ca: Path | None = None
+    pins: tuple[Pin, ...] = ()
+    reverse_dns: str | None = None
+    dnssec: bool = False
+    resolver: Endpoint | None = None
+    dns_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +141,11 @@ class PeerConfig:
     close_timeout: float = 10.0
     tcp_user_timeout: float = 60.0
     initial_delay: float = 0.5
+    tls: bool = False
+    # Effective: the peer's own certificate and key, or else the server's default (both or
+    # neither are None).
+    certificate: Path | None = None
+    key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +215,19 @@ class Config:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DIRECTIONS = ("both", "outbound", "inbound")
 CONNECT_MODES = ("always", "on-demand")
-IDENTITY_MODES = ("address", "implicit")
-FUTURE_IDENTITY_MODES = ("tls",)
+IDENTITY_MODES = ("address", "implicit", "tls")
 
 TOP_KEYS = ("server", "host", "upstream", "component_listener", "component", "peer")
-SERVER_KEYS = ("name", "domains", "data_dir", "log_level", "max_stanza_size", "max_depth")
+SERVER_KEYS = (
+    "name",
+    "domains",
+    "data_dir",
+    "log_level",
+    "max_stanza_size",
+    "max_depth",
+    "certificate",
+    "key",
+)
 HOST_KEYS = (
     "domains",
     "listen",
@@ -218,7 +251,21 @@ UPSTREAM_DURATIONS: dict[str, float] = {
 }
 UPSTREAM_KEYS = ("address", "domains", *UPSTREAM_DURATIONS, "queue_limit", "component")
 UPSTREAM_COMPONENT_KEYS = ("domain", "secret")
-IDENTITY_KEYS = ("mode", "addresses", "port")
+# The identity keys each mode uses; a key of one mode given with another is a problem.
+IDENTITY_MODE_KEYS: dict[str, tuple[str, ...]] = {
+    "address": ("addresses", "port", "reverse_dns", "dnssec", "resolver", "dns_timeout"),
+    "tls": ("ca", "pins"),
+    "implicit": (),
+}
+IDENTITY_KEYS = ("mode", *IDENTITY_MODE_KEYS["address"], *IDENTITY_MODE_KEYS["tls"])
+# What each mode checks, for the problem about another mode's key.
+_IDENTITY_MODE_MEANING = {
+    "address": "mode 'address' identifies the peer by its source address",
+    "tls": "mode 'tls' identifies the peer by its certificate",
+    "implicit": "mode 'implicit' accepts any connection on the listener",
+}
+# Address-mode keys that only tune the reverse DNS check.
+REVERSE_DNS_KEYS = ("dnssec", "resolver", "dns_timeout")
 
 MIN_STANZA_SIZE = 1024
 MIN_DEPTH = 8
@@ -246,6 +293,9 @@ PEER_KEYS = (
     "connect",
     "queue_limit",
     *PEER_DURATIONS,
+    "tls",
+    "certificate",
+    "key",
 )
 
 _PEER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -601,7 +651,8 @@ def _endpoints_clash(a: Endpoint, b: Endpoint) -> bool:
 
 def _parse_server(ctx: _Ctx, data: dict[str, Any], base_dir: Path, stem: str) -> dict[str, Any]:
     path = "server"
-    draft: dict[str, Any] = {"domains": _BAD}
+    # certificate and key stay `_BAD` (unknown) unless the table is read.
+    draft: dict[str, Any] = {"domains": _BAD, "certificate": _BAD, "key": _BAD}
     if "server" not in data:
         ctx.add(path, "required table [server] is missing (it needs at least 'domains')")
         return draft
@@ -623,6 +674,9 @@ def _parse_server(ctx: _Ctx, data: dict[str, Any], base_dir: Path, stem: str) ->
         t, "max_stanza_size", path, 262144, minimum=MIN_STANZA_SIZE
     )
     draft["max_depth"] = ctx.integer(t, "max_depth", path, 64, minimum=MIN_DEPTH)
+    draft["certificate"], draft["key"] = _certificate_pair(
+        ctx, t, path, base_dir, "or neither (each peer with tls = true then needs its own)"
+    )
     return draft
 
 
@@ -648,21 +702,37 @@ def _parse_host(ctx: _Ctx, data: dict[str, Any], base_dir: Path) -> Any:
         draft["listen"] = _BAD
     draft["direct_tls_listen"] = ctx.endpoint(t, "direct_tls_listen", path, DEFAULT_C2S_TLS_PORT)
     draft["tls_required"] = ctx.boolean(t, "tls_required", path, True)
-    draft["certificate"] = _existing_file(ctx, t, "certificate", path, base_dir)
-    draft["key"] = _existing_file(ctx, t, "key", path, base_dir)
     # Both or neither: without both, the server generates its own self-signed pair.
-    for have, missing in (("certificate", "key"), ("key", "certificate")):
-        if have in t and missing not in t:
-            ctx.add(
-                _key(path, missing),
-                f"required key is missing ({have} is set; give both certificate and key, or "
-                "neither for a self-signed certificate generated in data_dir)",
-            )
+    draft["certificate"], draft["key"] = _certificate_pair(
+        ctx, t, path, base_dir, "or neither for a self-signed certificate generated in data_dir"
+    )
     draft["offline_limit"] = ctx.integer(t, "offline_limit", path, 1000, minimum=0)
     draft["auth_timeout"] = ctx.duration(t, "auth_timeout", path, 60.0, positive=True)
     draft["max_unauthenticated"] = ctx.integer(t, "max_unauthenticated", path, 100, minimum=1)
     draft["max_sessions_per_user"] = ctx.integer(t, "max_sessions_per_user", path, 10, minimum=1)
     return draft
+
+
+def _certificate_pair(
+    ctx: _Ctx, t: dict[str, Any], path: str, base_dir: Path, neither: str
+) -> tuple[Any, Any]:
+    """Optional ``certificate`` and ``key`` files, both or neither -> (certificate, key).
+
+    Each is None when absent and `_BAD` when invalid; with only one of them given, the missing
+    one is the problem and both are `_BAD`. `neither` ends that problem's message, saying
+    what leaving out both means here.
+    """
+    certificate = _existing_file(ctx, t, "certificate", path, base_dir)
+    key = _existing_file(ctx, t, "key", path, base_dir)
+    for have, missing in (("certificate", "key"), ("key", "certificate")):
+        if have in t and missing not in t:
+            ctx.add(
+                _key(path, missing),
+                f"required key is missing ({have} is set; give both certificate and key, "
+                f"{neither})",
+            )
+            return _BAD, _BAD
+    return certificate, key
 
 
 def _existing_file(ctx: _Ctx, t: dict[str, Any], key: str, path: str, base_dir: Path) -> Any:
@@ -779,8 +849,15 @@ def _parse_upstream_components(
     return drafts
 
 
-def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dict[str, Any]:
-    """-> {"mode", "addresses": [(network, path)] | _BAD, "port"}."""
+def _parse_identity(
+    ctx: _Ctx, t: dict[str, Any], path: str, remote: Any, base_dir: Path
+) -> dict[str, Any]:
+    """-> {"mode", "addresses": [(network, path)] | _BAD, "port", "reverse_dns", "dnssec",
+    "resolver", "dns_timeout", "ca", "pins": [Pin] | _BAD, "path"}.
+
+    Keys of the other modes are problems; with an invalid mode every key given is checked,
+    to report everything at once.
+    """
     p = _key(path, "identity")
     raw = t.get("identity", {"mode": "address"})
     if isinstance(raw, str):
@@ -795,7 +872,18 @@ def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dic
             f"got {_describe(raw)}",
         )
         table = None
-    draft: dict[str, Any] = {"mode": _BAD, "addresses": _BAD, "port": _BAD, "path": p}
+    draft: dict[str, Any] = {
+        "mode": _BAD,
+        "addresses": _BAD,
+        "port": _BAD,
+        "reverse_dns": None,
+        "dnssec": False,
+        "resolver": None,
+        "dns_timeout": DEFAULT_DNS_TIMEOUT,
+        "ca": None,
+        "pins": [],
+        "path": p,
+    }
     if table is None:
         return draft
 
@@ -807,13 +895,6 @@ def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dic
         )
     elif isinstance(mode, str) and mode.lower() in IDENTITY_MODES:
         mode = mode.lower()
-    elif isinstance(mode, str) and mode.lower() in FUTURE_IDENTITY_MODES:
-        ctx.add(
-            mode_path,
-            f"identity mode {mode!r} is not supported yet; "
-            f"expected one of {_quoted_list(IDENTITY_MODES)}",
-        )
-        mode = _MISSING
     else:
         hint = _did_you_mean(mode.lower(), IDENTITY_MODES) if isinstance(mode, str) else ""
         ctx.add(
@@ -823,16 +904,25 @@ def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dic
         mode = _MISSING
     draft["mode"] = _BAD if mode is _MISSING else mode
 
+    if mode is not _MISSING:
+        for owner, keys in IDENTITY_MODE_KEYS.items():
+            if owner == mode:
+                continue
+            for key in keys:
+                if key in table:
+                    ctx.add(
+                        _key(p, key),
+                        f"only used with mode = '{owner}'; {_IDENTITY_MODE_MEANING[mode]}",
+                    )
     if mode == "implicit":
-        for key in ("addresses", "port"):
-            if key in table:
-                ctx.add(
-                    _key(p, key),
-                    "only used with mode = 'address'; mode 'implicit' accepts any connection "
-                    "on the listener",
-                )
         draft["addresses"], draft["port"] = [], None
         return draft
+    if mode == "tls":
+        draft["addresses"], draft["port"] = [], None
+        _parse_tls_identity(ctx, table, p, base_dir, draft)
+        return draft
+    if mode is _MISSING:
+        _parse_tls_identity(ctx, table, p, base_dir, draft, required=False)
 
     # mode "address" (or unknown: still check what is there, to report everything at once)
     port: Any = None
@@ -867,7 +957,121 @@ def _parse_identity(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any) -> dic
             draft["addresses"] = [(_host_network(remote.host), _key(path, "remote"))]
         else:
             ctx.add(p, "identity.addresses is required when remote is not an IP address")
+    _parse_reverse_dns(ctx, table, p, draft)
     return draft
+
+
+def _parse_reverse_dns(ctx: _Ctx, table: dict[str, Any], p: str, draft: dict[str, Any]) -> None:
+    """The address mode's optional reverse DNS check: reverse_dns and the keys tuning it."""
+    if "reverse_dns" not in table:
+        for key in REVERSE_DNS_KEYS:
+            if key in table:
+                ctx.add(
+                    _key(p, key),
+                    "only used with reverse_dns; without it there is no reverse DNS check "
+                    "(e.g. reverse_dns = 'ground.example')",
+                )
+        return
+    draft["reverse_dns"] = _parse_dns_name(ctx, table["reverse_dns"], _key(p, "reverse_dns"))
+    draft["dnssec"] = ctx.boolean(table, "dnssec", p, False)
+    resolver = ctx.endpoint(table, "resolver", p, DEFAULT_DNS_PORT)
+    if isinstance(resolver, Endpoint):
+        if not _is_ip(resolver.host):
+            ctx.add(
+                _key(p, "resolver"),
+                f"expected an IP address (a resolver cannot be found by name), "
+                f"got host name {resolver.host!r}",
+            )
+            resolver = _BAD
+        elif _unspecified(resolver.host):
+            ctx.add(
+                _key(p, "resolver"),
+                f"expected the resolver's address, got the wildcard address {resolver.host}",
+            )
+            resolver = _BAD
+    draft["resolver"] = resolver
+    draft["dns_timeout"] = ctx.duration(table, "dns_timeout", p, DEFAULT_DNS_TIMEOUT, positive=True)
+
+
+def _parse_dns_name(ctx: _Ctx, value: Any, path: str) -> Any:
+    """A host name as DNS names it: lowercase ASCII (IDNA A-labels), no trailing dot."""
+    if not isinstance(value, str):
+        ctx.add(path, f"expected a host name, got {_describe(value)}")
+        return _BAD
+    text = value.strip()
+    if not text:
+        ctx.add(path, "must not be empty")
+        return _BAD
+    if _is_ip(text):
+        ctx.add(
+            path,
+            f"expected the host name the address's PTR record names, got the IP address "
+            f"{text!r} (list addresses in identity.addresses)",
+        )
+        return _BAD
+    if "*" in text:
+        ctx.add(path, f"expected a host name without wildcards, got {value!r}")
+        return _BAD
+    if text.rstrip(".").rpartition(".")[2].isdigit():
+        ctx.add(path, f"expected a host name, got {value!r} (its last label is numeric)")
+        return _BAD
+    import idna
+
+    try:
+        return idna.encode(text.rstrip("."), uts46=True).decode("ascii")
+    except idna.IDNAError as e:
+        ctx.add(path, f"invalid host name {value!r}: {e}")
+        return _BAD
+
+
+def _parse_tls_identity(
+    ctx: _Ctx,
+    table: dict[str, Any],
+    p: str,
+    base_dir: Path,
+    draft: dict[str, Any],
+    *,
+    required: bool = True,
+) -> None:
+    """The tls mode's trust anchors: ``ca`` (a CA bundle) and/or ``pins``."""
+    draft["ca"] = _existing_file(ctx, table, "ca", p, base_dir)
+    pins_path = _key(p, "pins")
+    if "pins" in table:
+        value = table["pins"]
+        if not isinstance(value, list):
+            ctx.add(pins_path, f"expected an array of certificate pins, got {_describe(value)}")
+            draft["pins"] = _BAD
+        elif not value:
+            ctx.add(
+                pins_path,
+                "at least one pin is required (leave pins out to trust the ca bundle alone)",
+            )
+            draft["pins"] = _BAD
+        else:
+            pins: list[Pin] = []
+            seen: dict[Pin, str] = {}
+            for i, item in enumerate(value):
+                where = _index(pins_path, i)
+                if not isinstance(item, str):
+                    ctx.add(where, f"expected a certificate pin string, got {_describe(item)}")
+                    continue
+                try:
+                    pin = parse_pin(item)
+                except ValueError as e:
+                    ctx.add(where, str(e))
+                    continue
+                if pin in seen:
+                    ctx.add(where, f"the same pin is already listed at {seen[pin]}")
+                    continue
+                seen[pin] = where
+                pins.append(pin)
+            draft["pins"] = pins
+    elif required and "ca" not in table:
+        ctx.add(
+            p,
+            "mode 'tls' needs ca (a CA bundle: the peer's chain must validate to it) or pins "
+            "(the peer's certificate or key must match one), or both",
+        )
 
 
 def _parse_network(ctx: _Ctx, value: Any, path: str) -> Any:
@@ -890,7 +1094,7 @@ def _parse_network(ctx: _Ctx, value: Any, path: str) -> Any:
     return _BAD
 
 
-def _parse_peers(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
+def _parse_peers(ctx: _Ctx, data: dict[str, Any], base_dir: Path) -> list[dict[str, Any]]:
     drafts: list[dict[str, Any]] = []
     if "peer" not in data:
         return drafts
@@ -928,12 +1132,41 @@ def _parse_peers(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
             )
             d["listen"] = _BAD
         d["source"] = _parse_source(ctx, t, path, d["remote"], d["listen"])
-        d["identity"] = _parse_identity(ctx, t, path, d["remote"])
+        d["identity"] = _parse_identity(ctx, t, path, d["remote"], base_dir)
         d["queue_limit"] = ctx.integer(t, "queue_limit", path, 10000, minimum=0)
         for key, (default, positive) in PEER_DURATIONS.items():
             d[key] = ctx.duration(t, key, path, default, positive=positive)
+        _parse_peer_tls(ctx, t, path, base_dir, d)
         drafts.append(d)
     return drafts
+
+
+def _parse_peer_tls(
+    ctx: _Ctx, t: dict[str, Any], path: str, base_dir: Path, d: dict[str, Any]
+) -> None:
+    """``tls`` and our own ``certificate``/``key`` for this link (the server's are resolved
+    in the cross-checks); ``identity.mode = "tls"`` needs ``tls = true``."""
+    tls = d["tls"] = ctx.boolean(t, "tls", path, False)
+    d["certificate"], d["key"] = None, None
+    if tls is not False:
+        d["certificate"], d["key"] = _certificate_pair(
+            ctx, t, path, base_dir, "or neither to use those of [server]"
+        )
+    else:
+        for key in ("certificate", "key"):
+            if key in t:
+                ctx.add(
+                    _key(path, key),
+                    "only used with tls = true (this link is plain TCP; set tls = true to "
+                    "encrypt it)",
+                )
+        if d["identity"]["mode"] == "tls":
+            given = "tls = false" if "tls" in t else "tls is not set (default false)"
+            ctx.add(
+                _key(path, "tls"),
+                f"identity mode 'tls' needs tls = true: the peer's certificate is checked in "
+                f"the TLS handshake; {given}",
+            )
 
 
 def _parse_source(ctx: _Ctx, t: dict[str, Any], path: str, remote: Any, listen: Any) -> Any:
@@ -1053,11 +1286,26 @@ def _cross_check(
                 _key(peer["path"], "reconnect_min"),
                 f"must be <= reconnect_max ({hi:g}), got {lo:g}",
             )
+        _resolve_peer_certificate(ctx, peer, server)
 
     _check_listeners(ctx, host, listener, components, peers)
     if isinstance(upstream, dict):
         _check_upstream(ctx, upstream, server, host, listener, peers, claims)
         _check_upstream_components(ctx, upstream, server, components, peers, peers_known)
+
+
+def _resolve_peer_certificate(ctx: _Ctx, peer: dict[str, Any], server: dict[str, Any]) -> None:
+    """Make the peer's certificate and key the effective ones: its own, else the server's.
+
+    A TLS link needs one pair or the other; `_BAD` (a problem already reported) stays unknown.
+    """
+    if peer["certificate"] is None and peer["key"] is None:
+        peer["certificate"], peer["key"] = server["certificate"], server["key"]
+    if peer["tls"] is True and peer["certificate"] is None and peer["key"] is None:
+        ctx.add(
+            _key(peer["path"], "certificate"),
+            "tls = true needs our certificate and key (here or in [server])",
+        )
 
 
 def _not_a_server_domain(domain: str, ours: list[str], claims: dict[str, str], what: str) -> str:
@@ -1251,6 +1499,7 @@ def _check_listeners(
     for endpoint, group in groups.items():
         if len(group) < 2:
             continue
+        _check_shared_tls(ctx, endpoint, group)
         for peer in group:
             if peer["identity"]["mode"] == "implicit":
                 others = ", ".join(
@@ -1262,7 +1511,7 @@ def _check_listeners(
                     peer["identity"]["path"],
                     f"mode 'implicit' accepts every connection on {endpoint}, which is shared "
                     f"with {others}; give this peer its own listen endpoint or use "
-                    "mode = 'address'",
+                    "mode = 'address' (or 'tls' on a TLS link)",
                 )
         address_peers = [
             p
@@ -1274,6 +1523,51 @@ def _check_listeners(
         for j, peer in enumerate(address_peers):
             for other in address_peers[:j]:
                 _check_overlap(ctx, endpoint, other, peer)
+
+
+def _check_shared_tls(ctx: _Ctx, endpoint: Endpoint, group: list[dict[str, Any]]) -> None:
+    """Peers sharing a listener agree on tls; on a TLS listener, they present one certificate.
+
+    Problems are reported at the later peers, against the first one (in file order) whose
+    setting is known.
+    """
+
+    def named(peer: dict[str, Any]) -> str:
+        return f"'{peer['name']}' ({peer['path']})" if peer["name"] is not _BAD else peer["path"]
+
+    known = [p for p in group if p["tls"] is not _BAD]
+    if not known:
+        return
+    first = known[0]
+    for peer in known[1:]:
+        if peer["tls"] != first["tls"]:
+            mine, theirs = str(peer["tls"]).lower(), str(first["tls"]).lower()
+            ctx.add(
+                _key(peer["path"], "tls"),
+                f"tls = {mine}, but {endpoint} is shared with {named(first)}, which has "
+                f"tls = {theirs}; peers sharing a listen endpoint must all use TLS or all not "
+                "(a TLS listener expects a handshake from the first byte)",
+            )
+    if first["tls"] is not True:
+        return
+    # The listener's certificate is sent before the connecting peer is known.
+    pairs = [
+        p
+        for p in known
+        if p["tls"] is True and p["certificate"] not in (None, _BAD) and p["key"] is not _BAD
+    ]
+    for peer in pairs[1:]:
+        for key in ("certificate", "key"):
+            if peer[key] != pairs[0][key]:
+                ctx.add(
+                    _key(peer["path"], key),
+                    f"{peer[key]} differs from {pairs[0][key]}, the {key} of "
+                    f"{named(pairs[0])} on the shared TLS listener {endpoint}; the listener "
+                    "presents its certificate before it knows which peer is connecting, so "
+                    "peers sharing it need the same certificate and key (give them their own "
+                    "listen endpoints, or the same pair, e.g. [server]'s)",
+                )
+                break
 
 
 def _check_host_listeners(
@@ -1351,7 +1645,7 @@ def parse_config(
     host = _parse_host(ctx, data, base_dir)
     listener = _parse_component_listener(ctx, data)
     components = _parse_components(ctx, data)
-    peers = _parse_peers(ctx, data)
+    peers = _parse_peers(ctx, data, base_dir)
     upstream = _parse_upstream(ctx, data)
     _cross_check(ctx, server, host, listener, components, peers, upstream)
     if ctx.problems:
@@ -1366,6 +1660,8 @@ def parse_config(
             log_level=server["log_level"],
             max_stanza_size=server["max_stanza_size"],
             max_depth=server["max_depth"],
+            certificate=server["certificate"],
+            key=server["key"],
         ),
         component_listener=(
             ComponentListenerConfig(listen=listener) if listener is not None else None
@@ -1415,11 +1711,20 @@ def _build_peer(d: dict[str, Any]) -> PeerConfig:
             mode=ident["mode"],
             addresses=tuple(n for n, _ in ident["addresses"]),
             port=ident["port"],
+            ca=ident["ca"],
+            pins=tuple(ident["pins"]),
+            reverse_dns=ident["reverse_dns"],
+            dnssec=ident["dnssec"],
+            resolver=ident["resolver"],
+            dns_timeout=ident["dns_timeout"],
         ),
         direction=d["direction"],
         connect=d["connect"],
         queue_limit=d["queue_limit"],
         **{key: d[key] for key in PEER_DURATIONS},
+        tls=d["tls"],
+        certificate=d["certificate"],
+        key=d["key"],
     )
 
 
@@ -1483,6 +1788,12 @@ def warnings_for(cfg: Config) -> list[str]:
                 f"peer '{peer.name}': identity mode 'implicit' accepts any connection{where} as "
                 "this peer (XEP-0361 §4.2: NOT RECOMMENDED); prefer mode = 'address'"
             )
+        if peer.tls and peer.identity.mode != "tls":
+            out.append(
+                f"peer '{peer.name}': tls = true with identity mode '{peer.identity.mode}': the "
+                "link is encrypted but the peer is identified only by its address; prefer "
+                "mode = 'tls' with ca or pins (XEP-0361 §5: mutual TLS)"
+            )
     host = cfg.host
     if host is not None and not host.tls_required and not _loopback(host.listen.host):
         out.append(
@@ -1516,8 +1827,30 @@ def _format_identity(ident: IdentityConfig) -> str:
     if ident.mode == "address":
         addrs = ", ".join(_format_network(n) for n in ident.addresses)
         port = f"source port {ident.port}" if ident.port is not None else "any source port"
-        return f"address {addrs} ({port})"
+        text = f"address {addrs} ({port})"
+        if ident.reverse_dns is not None:
+            text += f" + reverse DNS {ident.reverse_dns}"
+            details = ["DNSSEC"] if ident.dnssec else []
+            if ident.resolver is not None:
+                details.append(f"resolver {ident.resolver}")
+            if details:
+                text += f" ({', '.join(details)})"
+        return text
+    if ident.mode == "tls":
+        anchors = []
+        if ident.ca is not None:
+            anchors.append(f"CA {ident.ca}")
+        if ident.pins:
+            n = len(ident.pins)
+            anchors.append(f"{n} pin" if n == 1 else f"{n} pins")
+        return f"tls ({' or '.join(anchors)})"
     return ident.mode  # pragma: no cover - future modes
+
+
+def _format_tls(peer: PeerConfig) -> str:
+    if not peer.tls:
+        return "off"
+    return f"on, certificate {peer.certificate} (key {peer.key})"
 
 
 def _summary_host(cfg: Config) -> list[str]:
@@ -1564,6 +1897,8 @@ def summary(cfg: Config) -> str:
         f"  data dir: {s.data_dir}",
         f"  log level: {s.log_level}",
     ]
+    if s.certificate is not None:
+        lines.append(f"  link certificate: {s.certificate} (key {s.key})")
     lines += _summary_host(cfg)
     if cfg.component_listener is not None:
         lines.append(f"component listener: {cfg.component_listener.listen}")
@@ -1587,6 +1922,7 @@ def summary(cfg: Config) -> str:
             f"  listen: {p.listen if p.listen is not None else '-'}",
             f"  direction: {p.direction}, connect: {p.connect}"
             + (f" (idle timeout {p.idle_timeout:g}s)" if p.connect == "on-demand" else ""),
+            f"  tls: {_format_tls(p)}",
             f"  identity: {_format_identity(p.identity)}",
         ]
     return "\n".join(line.rstrip() for line in lines)

@@ -28,11 +28,14 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from OpenSSL import SSL
+
 from zerolink.config import PeerConfig, ServerConfig
 from zerolink.core.queue import StanzaQueue
 from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
 from zerolink.net.flow import Valve
+from zerolink.net.tlslayer import TLSLayer, make_context
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.x2x import X2XSettings
 from zerolink.xml.element import Element
@@ -77,6 +80,8 @@ class PeerLink:
         self._expiry: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
         self.connections_made = 0
+        self._client_ctx: SSL.Context | None = None
+        self.tls_session: SSL.Session | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -226,6 +231,29 @@ class PeerLink:
             self._check_drained()
         else:
             self.pump()
+
+    # -- TLS -------------------------------------------------------------------------------
+    def client_tls(self) -> TLSLayer:
+        """A TLS layer for a connection we dial, resuming the last session when we have one."""
+        if self._client_ctx is None:
+            cfg = self.cfg
+            assert cfg.certificate is not None and cfg.key is not None
+            self._client_ctx = make_context(str(cfg.certificate), str(cfg.key), server_side=False)
+        name = next((d for d in self.cfg.domains if not d.startswith("*.")), None)
+        return TLSLayer(
+            self._client_ctx, server_side=False, session=self.tls_session, server_name=name
+        )
+
+    def remember_tls_session(self, layer: TLSLayer) -> None:
+        """Keep the session (with its TLS 1.3 ticket) so that the next dial can resume it."""
+        if layer.handshake_done:
+            session = layer.session()
+            if session is not None:
+                self.tls_session = session
+
+    def dial_failed(self, reason: str) -> None:
+        """The connection we dialed was not our peer; the dial loop backs off as after a failure."""
+        self.tls_session = None
 
     # -- dialing ---------------------------------------------------------------------------
     def _want_dial(self) -> bool:

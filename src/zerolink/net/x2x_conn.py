@@ -8,16 +8,19 @@ the peer's TCP waits instead of this daemon buffering without limit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zerolink.net.driver import SessionDriver
 from zerolink.net.flow import Inflow
+from zerolink.net.identity import check_certificate
+from zerolink.net.rdns import check_reverse_dns
 from zerolink.net.sockets import tune
+from zerolink.net.tlslayer import TLSLayer
 from zerolink.proto import x2x
 from zerolink.xml.element import Element
 
 if TYPE_CHECKING:
+    from zerolink.net.acceptor import Acceptor
     from zerolink.net.link import PeerLink
 
 log = logging.getLogger("zerolink.link")
@@ -31,48 +34,137 @@ class X2XConnection(SessionDriver):
     read; a connection that matches no peer is closed unread.
     """
 
-    def __init__(
-        self,
-        *,
-        link: PeerLink | None = None,
-        identify: Callable[[tuple[Any, ...]], PeerLink | None] | None = None,
-        listen: str = "",
-    ) -> None:
+    def __init__(self, *, link: PeerLink | None = None, acceptor: Acceptor | None = None) -> None:
         super().__init__()
         self.link = link
         self.outbound = link is not None
-        self._identify = identify
-        self._listen = listen
+        self.acceptor = acceptor
         self.up = False
         self.last_stanza = self.loop.time()
         self.inflow = Inflow(self)
+        self._addr: tuple[Any, ...] = ()
 
     @property
     def is_open(self) -> bool:
-        return self.up and self.session.state is x2x.State.OPEN
+        return self.up and self.session is not None and self.session.state is x2x.State.OPEN
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        if self.link is None:
-            assert self._identify is not None
-            self.link = self._identify(transport.get_extra_info("peername"))
-            if self.link is None:
-                log.warning(
-                    "rejected connection from %s on %s: it matches no configured peer",
-                    self.peer,
-                    self._listen,
-                )
-                transport.abort()
-                return
-        cfg = self.link.cfg
+        self._addr = transport.get_extra_info("peername") or ()
+        if self.link is not None:  # we dialed
+            cfg = self.link.cfg
+            if cfg.tls:
+                self.start_tls(self.link.client_tls())
+            else:
+                self._identified(self.link)
+            return
+        acceptor = self.acceptor
+        assert acceptor is not None
+        if acceptor.tls is not None:
+            self.start_tls(TLSLayer(acceptor.tls, server_side=True))
+            return  # the certificate (or the address) tells the peer after the handshake
+        link = acceptor.by_address(self._addr)
+        if link is None:
+            self._reject("it matches no configured peer")
+            return
+        self._identified(link)
+
+    def on_tls_handshake(self) -> None:
+        tls = self.tls
+        assert tls is not None
+        chain = tls.peer_certificates()
+        if self.link is not None:  # we dialed: is it really our peer?
+            link = self.link
+            if link.cfg.identity.mode == "tls":
+                reason = check_certificate(link.cfg, chain, server=True)
+                if reason is not None:
+                    log.warning("link %s: rejected %s: %s", link.name, self.peer, reason)
+                    link.dial_failed(reason)
+                    self._abort()
+                    return
+            self._log_handshake(link)
+            self._identified(link)
+            return
+        acceptor = self.acceptor
+        assert acceptor is not None
+        link, reasons = acceptor.by_certificate(self._addr, chain)
+        if link is None:
+            self._reject("; ".join(reasons) or "it matches no configured peer")
+            return
+        self._log_handshake(link)
+        self._identified(link)
+
+    def _log_handshake(self, link: PeerLink) -> None:
+        tls = self.tls
+        assert tls is not None
+        log.info(
+            "link %s: TLS %s with %s (%s, %d bytes sent, %d received before the first stanza)",
+            link.name,
+            tls.conn.get_protocol_version_name(),
+            self.peer,
+            "session resumed" if tls.session_reused else "full handshake",
+            tls.raw_out,
+            tls.raw_in,
+        )
+
+    def on_tls_failed(self, reason: str) -> None:
+        if self.outbound and self.link is not None:
+            log.warning("link %s: TLS with %s failed: %s", self.link.name, self.peer, reason)
+        else:
+            self._reject(f"TLS failed: {reason}")
+
+    def _reject(self, reason: str) -> None:
+        listen = self.acceptor.listen if self.acceptor is not None else "?"
+        log.warning("rejected connection from %s on %s: %s", self.peer, listen, reason)
+        self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _identified(self, link: PeerLink) -> None:
+        """The peer is known: check reverse DNS if configured, then carry stanzas."""
+        self.link = link
+        ident = link.cfg.identity
+        if not self.outbound and ident.mode == "address" and ident.reverse_dns:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.loop.create_task(self._check_rdns(link))
+            return
+        self._open(link)
+
+    async def _check_rdns(self, link: PeerLink) -> None:
+        ident = link.cfg.identity
+        assert ident.reverse_dns is not None
+        resolver = (ident.resolver.host, ident.resolver.port) if ident.resolver else None
+        result = await check_reverse_dns(
+            self._addr[0],
+            ident.reverse_dns,
+            dnssec=ident.dnssec,
+            resolver=resolver,
+            timeout=ident.dns_timeout,
+        )
+        if self.transport is None:
+            return
+        if not result.ok:
+            self._reject(f"reverse DNS: {result.reason}")
+            return
+        log.info("link %s: reverse DNS of %s: %s", link.name, self.peer, result.reason)
+        self.transport.resume_reading()
+        self._open(link)
+
+    def _open(self, link: PeerLink) -> None:
+        cfg = link.cfg
+        assert self.transport is not None
         tune(
-            transport.get_extra_info("socket"),
+            self.transport.get_extra_info("socket"),
             user_timeout=cfg.tcp_user_timeout,
             keepalive_idle=cfg.keepalive or 60.0,
         )
-        self.session = x2x.X2XSession(self.link.settings, now=self.loop.time())
+        self.session = x2x.X2XSession(link.settings, now=self.loop.time())
         self.up = True
-        self.link.attach(self)
+        link.attach(self)
+        self.flush()
 
     def send(self, stanza: Element) -> None:
         self.session.send_stanza(stanza, self.loop.time())
@@ -119,6 +211,8 @@ class X2XConnection(SessionDriver):
 
     def on_lost(self, reason: str) -> None:
         self.inflow.close()
+        if self.outbound and self.tls is not None and self.link is not None:
+            self.link.remember_tls_session(self.tls)
         if self.up and self.link is not None:
             self.up = False
             self.link.detach(self, f"TCP connection lost ({reason})")

@@ -194,6 +194,17 @@ class X2XSession:
         """Feed bytes from the peer; returns what happened."""
         if self.state is State.CLOSED or not data:
             return []
+        if self.counters.bytes_in == 0 and data[0] == 0x16:
+            # A TLS record (handshake) where XML was expected: one side has tls on, one off.
+            self.counters.bytes_in += len(data)
+            return self._stream_error(
+                StreamError(
+                    "not-well-formed",
+                    "this is a TLS handshake on a plaintext X2X link: "
+                    "is tls = true configured on one side only?",
+                ),
+                now,
+            )
         self.counters.bytes_in += len(data)
         error: ParseError | None = None
         try:

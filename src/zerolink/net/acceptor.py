@@ -1,0 +1,47 @@
+"""One X2X listener shared by several peers: which peer is this connection? (XEP-0361 §4.2)
+
+On a plain listener the source address decides, before a byte is read. On a TLS listener the
+certificate presented in the handshake decides for ``tls`` peers, the address for the others;
+either way before a byte of XML is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
+
+from zerolink.net.identity import address_matches, check_certificate
+
+if TYPE_CHECKING:
+    from zerolink.net.link import PeerLink
+
+
+class Acceptor:
+    """The peers that may connect on one listen endpoint."""
+
+    def __init__(self, listen: str, links: Sequence[PeerLink], tls: SSL.Context | None) -> None:
+        self.listen = listen
+        self.links = list(links)
+        self.tls = tls
+
+    def by_address(self, addr: tuple[Any, ...]) -> PeerLink | None:
+        for link in self.links:
+            if link.cfg.identity.mode != "tls" and address_matches(link.cfg.identity, addr):
+                return link
+        return None
+
+    def by_certificate(
+        self, addr: tuple[Any, ...], chain: list[bytes]
+    ) -> tuple[PeerLink | None, list[str]]:
+        """The peer whose identity the certificate (or, for non-tls peers, address) proves."""
+        reasons: list[str] = []
+        for link in self.links:
+            if link.cfg.identity.mode == "tls":
+                reason = check_certificate(link.cfg, chain, server=False)
+                if reason is None:
+                    return link, []
+                reasons.append(f"not {link.name}: {reason}")
+        link = self.by_address(addr)
+        return link, ([] if link is not None else reasons)
