@@ -144,7 +144,7 @@ class Server:
             self.host,
             self.router,
             lookup,
-            make_context(str(cert), str(key), server_side=True, request_cert=False),
+            make_context(str(cert), str(key), server_side=True, request_cert=False, groups=None),
             cfg.server.max_stanza_size,
             cfg.server.max_depth,
             sasl_secret=load_secret(cfg.server.data_dir / "sasl-secret"),

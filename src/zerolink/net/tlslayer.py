@@ -28,16 +28,31 @@ def _accept_any(conn: SSL.Connection, cert: object, errno: int, depth: int, ok: 
     return True
 
 
+# Key exchange groups for X2X links. OpenSSL's default now starts with the post-quantum hybrid
+# X25519MLKEM768, whose key shares add about 1.2 KB to the ClientHello and 1.1 KB to the
+# ServerHello: some 8 seconds at 2400 bit/s on every full handshake. Classical groups keep a
+# link's handshake near 1 KB each way; see docs/security.md for the trade-off.
+LINK_GROUPS = b"X25519:P-256"
+
+
 def make_context(
-    cert: str, key: str, *, server_side: bool, request_cert: bool = True
+    cert: str,
+    key: str,
+    *,
+    server_side: bool,
+    request_cert: bool = True,
+    groups: bytes | None = LINK_GROUPS,
 ) -> SSL.Context:
     """A context that presents our certificate and (for links) always asks for the peer's.
 
     Client connections of the embedded host do not get a certificate request
-    (`request_cert=False`): users authenticate with SASL.
+    (`request_cert=False`): users authenticate with SASL. `groups=None` keeps OpenSSL's
+    default key exchange groups.
     """
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(_MIN_VERSION)
+    if groups is not None and not _lib.SSL_CTX_set1_curves_list(ctx._context, groups):
+        raise ValueError(f"OpenSSL does not support the key exchange groups {groups!r}")
     ctx.use_certificate_chain_file(cert)
     ctx.use_privatekey_file(key)
     ctx.check_privatekey()
@@ -45,6 +60,10 @@ def make_context(
         ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
     if server_side:
         ctx.set_session_id(b"zerolink-x2x")
+        # Stateful TLS 1.3 tickets: the ticket is a short id into the server's session cache
+        # instead of the whole session (with the client's certificate) encrypted, so a
+        # resuming ClientHello stays small. The cost: resumption does not survive a restart.
+        ctx.set_options(SSL.OP_NO_TICKET)
     else:
         # Keep sessions so that a reconnect can resume (TLS 1.3 tickets or 1.2 session ids).
         ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
