@@ -61,14 +61,16 @@ def test_wrong_secret_is_reported():
     assert c.state is client_side.State.CLOSED
 
 
-def test_header_without_id_fails():
+def test_header_without_id_fails_when_no_stream_error_explains_it():
     c, _ = pair()
     events = c.receive_data(
         b"<stream:stream xmlns='jabber:component:accept' "
         b"xmlns:stream='http://etherx.jabber.org/streams'>",
         0.0,
     )
-    assert isinstance(events[0], client_side.Failed)
+    assert events == []
+    events = c.receive_data(b"</stream:stream>", 0.0)
+    assert events[0] == client_side.Failed("invalid-xml", "upstream stream header has no id")
 
 
 def test_close_exchange():
@@ -84,3 +86,17 @@ def test_close_exchange():
     assert isinstance(events[0], server_side.Closed)
     events = c.receive_data(s.data_to_send(), 1.0)
     assert isinstance(events[0], client_side.Closed)
+
+
+def test_empty_id_followed_by_a_stream_error_reports_that_error():
+    c, _ = pair()
+    c.data_to_send()
+    events = c.receive_data(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' id='' "
+        b"xmlns:stream='http://etherx.jabber.org/streams'><stream:error>"
+        b"<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no such component</text>"
+        b"</stream:error></stream:stream>",
+        0.0,
+    )
+    assert events[0] == client_side.Failed("host-unknown", "no such component")

@@ -72,6 +72,7 @@ class ComponentClient:
         self.domain = domain
         self._secret = secret
         self.state = State.WAIT_HEADER
+        self._no_id = False
         self._close_timeout = close_timeout
         self._close_deadline: float | None = None
         self._parser = StreamParser(
@@ -123,24 +124,31 @@ class ComponentClient:
         for ev in parsed:
             if isinstance(ev, StreamOpened):
                 stream_id = ev.attrs.get("id")
+                self.state = State.WAIT_HANDSHAKE
                 if not stream_id:
-                    return events + self._fail("invalid-xml", "upstream stream header has no id")
+                    # Prosody refuses an unknown component with an empty id and a stream
+                    # error right after: wait for that error, it says what is wrong.
+                    self._no_id = True
+                    continue
                 self._out.append(
                     b"<handshake>"
                     + handshake_digest(stream_id, self._secret).encode("ascii")
                     + b"</handshake>"
                 )
-                self.state = State.WAIT_HANDSHAKE
             elif isinstance(ev, StanzaReceived):
                 el = ev.element
                 if el.tag == STREAM_ERROR_TAG:
                     return events + self._peer_error(el)
+                if self._no_id:
+                    return events + self._fail("invalid-xml", "upstream stream header has no id")
                 if self.state is State.WAIT_HANDSHAKE and el.tag == HANDSHAKE:
                     self.state = State.OPEN
                     events.append(Connected())
                 elif el.tag in STANZA_TAGS and self.state in (State.OPEN, State.CLOSING):
                     events.append(StanzaIn(el))
             elif isinstance(ev, StreamClosed):
+                if self._no_id:
+                    return events + self._fail("invalid-xml", "upstream stream header has no id")
                 if self.state is not State.CLOSING:
                     self._out.append(STREAM_CLOSE)
                 self.state = State.CLOSED
