@@ -341,3 +341,59 @@ def test_tls_handshake_on_a_plaintext_link_is_named():
     assert stream_error_sent(events) == "not-well-formed"
     err = next(e for e in events if isinstance(e, x2x.StreamErrorSent))
     assert "TLS handshake" in (err.text or "")
+
+
+# -- reliable delivery (acks = true) ---------------------------------------------------------
+SYNC = b"<sync xmlns='urn:zerolink:x2x:acks:0' h='3' next='7'/>"
+
+
+def test_with_acks_the_peer_must_sync_first():
+    a = session(AIR, GROUND, acks=True)
+    events = a.receive_data(b"<message from='x@ground.example' to='p@air.example'/>", 0.0)
+    assert stream_error_sent(events) == "policy-violation"
+
+
+def test_sync_ack_and_request_are_reported():
+    a = session(AIR, GROUND, acks=True)
+    events = a.receive_data(
+        SYNC + b"<message from='x@ground.example' to='p@air.example'/>"
+        b"<a xmlns='urn:xmpp:sm:3' h='9'/><r xmlns='urn:xmpp:sm:3'/>",
+        0.0,
+    )
+    assert events[0] == x2x.SyncIn(3, 7)
+    assert isinstance(events[1], x2x.StanzaIn)
+    assert events[2:] == [x2x.AckIn(9), x2x.AckRequested()]
+
+
+def test_with_acks_an_invalid_stanza_is_rejected_not_a_stream_error():
+    a = session(AIR, GROUND, acks=True)
+    events = a.receive_data(
+        SYNC + b"<message from='x@evil.example' to='p@air.example'/>"
+        b"<message from='x@ground.example' to='p@elsewhere.example'/>",
+        0.0,
+    )
+    rejected = [e for e in events if isinstance(e, x2x.StanzaRejected)]
+    assert [r.error.condition for r in rejected] == ["forbidden", "item-not-found"]
+    assert a.state is x2x.State.OPEN
+
+
+def test_without_acks_a_sync_names_the_mismatch():
+    a = air()
+    events = a.receive_data(SYNC, 0.0)
+    err = next(e for e in events if isinstance(e, x2x.StreamErrorSent))
+    assert err.condition == "unsupported-stanza-type"
+    assert "set acks = true on both sides" in (err.text or "")
+
+
+def test_malformed_counter_is_bad_format():
+    a = session(AIR, GROUND, acks=True)
+    events = a.receive_data(b"<a xmlns='urn:xmpp:sm:3' h='-1'/>", 0.0)
+    assert stream_error_sent(events) == "bad-format"
+
+
+def test_control_elements_are_written_with_their_namespace():
+    from zerolink.proto import acks
+
+    a = session(AIR, GROUND, acks=True)
+    a.send_control(acks.ack_element(5), 0.0)
+    assert a.data_to_send() == b"<a xmlns='urn:xmpp:sm:3' h='5'/>"

@@ -20,7 +20,14 @@ from zerolink.net.tlslayer import make_context
 from zerolink.net.upstream import UpstreamRoute
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.sasl import ScramCredentials
-from zerolink.store import AccountStore, Database, OfflineStore, RosterItem, RosterStore
+from zerolink.store import (
+    AccountStore,
+    Database,
+    LinkLogStore,
+    OfflineStore,
+    RosterItem,
+    RosterStore,
+)
 from zerolink.users import as_scram, open_database
 
 log = logging.getLogger("zerolink")
@@ -51,8 +58,13 @@ class Server:
             route = ComponentRoute(comp.domain, comp.secret, self.router)
             self.components[comp.domain] = route
             self.router.add([comp.domain], route, local=True)
+        linklog = None
+        if any(peer.acks for peer in cfg.peers):
+            if self.db is None:
+                self.db = open_database(cfg)
+            linklog = LinkLogStore(self.db)
         for peer in cfg.peers:
-            link = PeerLink(peer, cfg.server, self.router)
+            link = PeerLink(peer, cfg.server, self.router, linklog)
             self.links[peer.name] = link
             self.router.add(peer.domains, link, local=False)
         loop = asyncio.get_running_loop()
@@ -118,7 +130,8 @@ class Server:
         """The embedded host: accounts, rosters and offline messages in SQLite."""
         cfg = self.config
         assert cfg.host is not None
-        self.db = open_database(cfg)
+        if self.db is None:
+            self.db = open_database(cfg)
         self.accounts = accounts = AccountStore(self.db)
         self.host = LocalHost(
             cfg.host.domains,

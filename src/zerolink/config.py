@@ -146,6 +146,12 @@ class PeerConfig:
     # neither are None).
     certificate: Path | None = None
     key: Path | None = None
+    # Reliable delivery (zerolink extension, docs/protocol.md): both sides set acks = true.
+    acks: bool = False
+    ack_every: int = 10
+    ack_delay: float = 0.5
+    ack_timeout: float = 60.0
+    queue_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +287,8 @@ PEER_DURATIONS: dict[str, tuple[float, bool]] = {
     "close_timeout": (10.0, True),
     "tcp_user_timeout": (60.0, False),
     "initial_delay": (0.5, False),
+    "ack_delay": (0.5, True),
+    "ack_timeout": (60.0, True),
 }
 PEER_KEYS = (
     "name",
@@ -296,6 +304,9 @@ PEER_KEYS = (
     "tls",
     "certificate",
     "key",
+    "acks",
+    "ack_every",
+    "queue_bytes",
 )
 
 _PEER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -1137,6 +1148,9 @@ def _parse_peers(ctx: _Ctx, data: dict[str, Any], base_dir: Path) -> list[dict[s
         for key, (default, positive) in PEER_DURATIONS.items():
             d[key] = ctx.duration(t, key, path, default, positive=positive)
         _parse_peer_tls(ctx, t, path, base_dir, d)
+        d["acks"] = ctx.boolean(t, "acks", path, False)
+        d["ack_every"] = ctx.integer(t, "ack_every", path, 10, minimum=1)
+        d["queue_bytes"] = ctx.integer(t, "queue_bytes", path, 64 * 1024 * 1024, minimum=1024)
         drafts.append(d)
     return drafts
 
@@ -1725,6 +1739,9 @@ def _build_peer(d: dict[str, Any]) -> PeerConfig:
         tls=d["tls"],
         certificate=d["certificate"],
         key=d["key"],
+        acks=d["acks"],
+        ack_every=d["ack_every"],
+        queue_bytes=d["queue_bytes"],
     )
 
 

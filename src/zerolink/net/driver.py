@@ -41,6 +41,7 @@ class SessionDriver(asyncio.Protocol):
         self._flush_pending = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._held: list[bytes] = []
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,8 +67,23 @@ class SessionDriver(asyncio.Protocol):
                 if self.transport is None or self.transport.is_closing():
                     return
                 self.flush()
-            if not data or self.session is None:
+            if not data:
                 return
+        if self.session is None:
+            # Plaintext before the session exists (the peer is still being identified, e.g.
+            # reverse DNS after the TLS handshake): kept, and fed once the session is made.
+            self._held.append(data)
+            return
+        self.feed_session(data)
+
+    def feed_session(self, data: bytes) -> None:
+        """Plaintext bytes into the session (also what was held before it existed)."""
+        assert self.session is not None
+        if self._held:
+            data = b"".join([*self._held, data])
+            self._held.clear()
+        if not data:
+            return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s <<< %r", self.peer, data)
         events = self.session.receive_data(data, self.loop.time())

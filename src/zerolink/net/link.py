@@ -32,9 +32,11 @@ from OpenSSL import SSL
 
 from zerolink.config import PeerConfig, ServerConfig
 from zerolink.core.queue import StanzaQueue
+from zerolink.core.reliable import ReliableLog
 from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
 from zerolink.net.flow import Valve
+from zerolink.net.reliable import Reliable
 from zerolink.net.tlslayer import TLSLayer, make_context
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.x2x import X2XSettings
@@ -42,6 +44,7 @@ from zerolink.xml.element import Element
 
 if TYPE_CHECKING:
     from zerolink.core.router import Route, Router
+    from zerolink.store import LinkLogStore
 
 log = logging.getLogger("zerolink.link")
 
@@ -53,7 +56,13 @@ _PUMP_FLUSH = 128
 class PeerLink:
     """Route for a peer's domains; owns its connections, queue and dialer."""
 
-    def __init__(self, cfg: PeerConfig, server: ServerConfig, router: Router) -> None:
+    def __init__(
+        self,
+        cfg: PeerConfig,
+        server: ServerConfig,
+        router: Router,
+        store: LinkLogStore | None = None,
+    ) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.router = router
@@ -66,8 +75,14 @@ class PeerLink:
             max_depth=server.max_depth,
             keepalive=cfg.keepalive,
             close_timeout=cfg.close_timeout,
+            acks=cfg.acks,
         )
-        self.queue = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout)
+        self.queue: StanzaQueue | ReliableLog = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout)
+        self.reliable: Reliable | None = None
+        if cfg.acks:
+            assert store is not None, "acks = true needs the link store"
+            self.reliable = Reliable(self, store, server.max_stanza_size)
+            self.queue = self.reliable.log
         # Water marks of the queue for backpressure (module docstring).
         self.high = max(1, cfg.queue_limit // 2)
         self.low = self.high // 2
@@ -114,8 +129,13 @@ class PeerLink:
         for conn in conns:
             if conn.transport is not None:
                 conn.transport.abort()
-        for stanza in self.queue.clear():
-            self.router.bounce(stanza, StanzaError("remote-server-timeout", "server shutting down"))
+        if self.reliable is not None:
+            self.reliable.stop()  # the log stays on disk: it goes out after the restart
+        else:
+            for stanza in self.queue.clear():
+                self.router.bounce(
+                    stanza, StanzaError("remote-server-timeout", "server shutting down")
+                )
         self._valve.release()
 
     # -- routing ---------------------------------------------------------------------------
@@ -131,6 +151,9 @@ class PeerLink:
 
     def deliver(self, stanza: Element) -> None:
         """Route entry point: send now if possible, otherwise queue (or bounce)."""
+        if self.reliable is not None:
+            self.reliable.accept(stanza)
+            return
         conn = self.sender()
         if conn is not None and not conn.paused and not self.queue:
             conn.send(stanza)
@@ -148,12 +171,29 @@ class PeerLink:
         else:
             self.pump()
 
-    def received(self, stanza: Element) -> Route | None:
+    def received(self, stanza: Element, conn: X2XConnection) -> Route | None:
         """A stanza from the peer: route it; returns the route it went to (for backpressure)."""
+        if self.reliable is not None and not self.reliable.arrived(conn):
+            return None  # a retransmitted stanza we already have
         return self.router.route(stanza)
+
+    def rejected(self, stanza: Element, error: StanzaError, conn: X2XConnection) -> None:
+        """A stanza from the peer that cannot be accepted: counted, answered, dropped."""
+        if self.reliable is not None and not self.reliable.arrived(conn):
+            return
+        sender = stanza.attrib.get("from", "")
+        domain = sender.split("/", 1)[0].rpartition("@")[2].lower()
+        if domain in self.domains:
+            self.router.bounce(stanza, error)
+        else:
+            log.warning("link %s: dropped a stanza from %r: %s", self.name, sender, error)
 
     def pump(self) -> None:
         """Move queued stanzas onto the sending connection until it pushes back."""
+        if self.reliable is not None:
+            self.reliable.pump()
+            self._check_drained()
+            return
         conn = self.sender()
         queue = self.queue
         sent = 0
@@ -205,6 +245,8 @@ class PeerLink:
             conn.peer if conn.outbound else conn.local,
             "; simultaneous open, each side sends on its own connection" if simultaneous else "",
         )
+        if self.reliable is not None:
+            self.reliable.attached(conn)
         if conn.outbound and self.cfg.connect == "on-demand":
             self._arm_idle()
         self.pump()
@@ -217,6 +259,8 @@ class PeerLink:
             self.inbound.remove(conn)
         else:
             return
+        if self.reliable is not None:
+            self.reliable.detached(conn)
         log.info(
             "link %s: down (%s %s): %s",
             self.name,
@@ -312,7 +356,10 @@ class PeerLink:
 
     def _expire(self) -> None:
         self._expiry = None
-        for stanza in self.queue.expire(self.loop.time()):
+        expired = self.queue.expire(self.loop.time())
+        if self.reliable is not None:
+            expired = self.reliable.expired(expired)
+        for stanza in expired:
             self.router.bounce(
                 stanza,
                 StanzaError("remote-server-timeout", f"link {self.name} did not come up in time"),

@@ -165,6 +165,13 @@ class X2XConnection(SessionDriver):
         self.up = True
         link.attach(self)
         self.flush()
+        self.feed_session(b"")  # whatever arrived while the peer was being identified
+
+    def send_control(self, el: Element) -> None:
+        """A reliable-delivery element (sync, a, r): not a stanza, not counted."""
+        if self.session is not None:
+            self.session.send_control(el, self.loop.time())
+            self.schedule_flush()
 
     def send(self, stanza: Element) -> None:
         self.session.send_stanza(stanza, self.loop.time())
@@ -181,11 +188,20 @@ class X2XConnection(SessionDriver):
         for i, ev in enumerate(events):
             if type(ev) is x2x.StanzaIn:
                 self.last_stanza = self.loop.time()
-                if inflow.check(link.received(ev.stanza)):
+                if inflow.check(link.received(ev.stanza, self)):
                     inflow.hold(events, i + 1)
                     return
             elif isinstance(ev, x2x.StanzaRejected):
-                link.router.bounce(ev.stanza, ev.error)
+                link.rejected(ev.stanza, ev.error, self)
+            elif isinstance(ev, x2x.SyncIn | x2x.AckIn | x2x.AckRequested):
+                reliable = link.reliable  # the session only reports these with acks on
+                assert reliable is not None
+                if isinstance(ev, x2x.SyncIn):
+                    reliable.on_sync(self, ev.h, ev.next)
+                elif isinstance(ev, x2x.AckIn):
+                    reliable.on_ack(ev.h)
+                else:
+                    reliable.send_ack(self)
             elif isinstance(ev, x2x.StreamErrorSent):
                 log.warning(
                     "link %s: stream error sent to %s: %s%s",

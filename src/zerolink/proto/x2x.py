@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from zerolink.domains import DomainSet
 from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
 from zerolink.jid import JIDError, normalize_domain, parse_jid
+from zerolink.proto import acks
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import SERVER_NS, Element
 from zerolink.xml.parser import (
@@ -94,7 +95,35 @@ class Closed:
     reason: str
 
 
-Event = StanzaIn | StanzaRejected | PeerClosing | StreamErrorSent | StreamErrorReceived | Closed
+@dataclass(frozen=True, slots=True)
+class SyncIn:
+    """The peer's first element with acks: it has received `h`, will send `next` first."""
+
+    h: int
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckIn:
+    h: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequested:
+    pass
+
+
+Event = (
+    StanzaIn
+    | StanzaRejected
+    | PeerClosing
+    | StreamErrorSent
+    | StreamErrorReceived
+    | Closed
+    | SyncIn
+    | AckIn
+    | AckRequested
+)
 
 
 @dataclass(slots=True)
@@ -107,6 +136,7 @@ class X2XSettings:
     max_depth: int = 64
     keepalive: float = 60.0  # 0 disables
     close_timeout: float = 10.0
+    acks: bool = False  # reliable delivery (zerolink.proto.acks), agreed a priori
 
 
 @dataclass(slots=True)
@@ -132,6 +162,7 @@ class X2XSession:
             implied_header=IMPLIED_HEADER,
         )
         self._out: list[bytes] = []
+        self._synced = not settings.acks
         self._last_send = now
         self._close_deadline: float | None = None
 
@@ -218,6 +249,12 @@ class X2XSession:
                 try:
                     out = self._accept(ev.element)
                 except StreamError as exc:
+                    if self.settings.acks and exc.condition in _POISON:
+                        # Counted, answered with a stanza error, dropped: a retransmitted bad
+                        # stanza must not tear the link down again and again.
+                        rejection = StanzaError(_POISON[exc.condition], exc.text)
+                        events.append(StanzaRejected(ev.element, rejection))
+                        continue
                     events.extend(self._stream_error(exc, now))
                     return events
                 if out is not None:
@@ -246,7 +283,15 @@ class X2XSession:
         if el.tag not in STANZA_TAGS:
             if el.tag == STREAM_ERROR_TAG:
                 raise _PeerStreamError(el)
+            if el.tag in (acks.SYNC, acks.ACK, acks.REQUEST):
+                return self._ack_element(el)
             raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+        if self.settings.acks and not self._synced:
+            raise StreamError(
+                "policy-violation",
+                "acks = true here: the first element must be <sync xmlns='"
+                f"{acks.ACKS_NS}'/>; is acks set on both sides?",
+            )
         attrib = el.attrib
         sender = attrib.get("from")
         recipient = attrib.get("to")
@@ -271,6 +316,29 @@ class X2XSession:
             raise StreamError("host-unknown", f"{to_jid.domain} is not served here")
         self.counters.stanzas_in += 1
         return StanzaIn(el)
+
+    def _ack_element(self, el: Element) -> Event:
+        """Reliable-delivery elements (zerolink.proto.acks)."""
+        if not self.settings.acks:
+            raise StreamError(
+                "unsupported-stanza-type",
+                f"{el.tag} is zerolink reliable delivery: set acks = true on both sides",
+            )
+        try:
+            if el.tag == acks.SYNC:
+                self._synced = True
+                return SyncIn(acks.counter(el.get("h")), acks.counter(el.get("next")))
+            if el.tag == acks.ACK:
+                return AckIn(acks.counter(el.get("h")))
+        except ValueError as exc:
+            raise StreamError("bad-format", f"{el.local}: {exc}") from None
+        return AckRequested()
+
+    def send_control(self, el: Element, now: float) -> None:
+        """Queue a non-stanza element (sync, a, r); not counted as a stanza."""
+        if self.state is not State.OPEN:
+            return
+        self._write(serialize(el, content_ns=SERVER_NS), now)
 
     def _peer_closed(self, now: float) -> list[Event]:
         events: list[Event] = []
@@ -309,6 +377,14 @@ class X2XSession:
             StreamErrorReceived(condition, text),
             Closed(f"peer sent stream error {condition}" + (f": {text}" if text else "")),
         ]
+
+
+# With acks, these stream errors become stanza errors (the stanza is counted and dropped).
+_POISON = {
+    "invalid-from": "forbidden",
+    "host-unknown": "item-not-found",
+    "improper-addressing": "jid-malformed",
+}
 
 
 class _PeerStreamError(StreamError):

@@ -2,6 +2,7 @@
 
 from zerolink.store.accounts import AccountExists, AccountStore, NoSuchAccount, StoredScram
 from zerolink.store.db import MIGRATIONS, Database, StoreError, schema_version
+from zerolink.store.linklog import LinkLogStore, LinkRecord
 from zerolink.store.offline import OfflineStore
 from zerolink.store.roster import NoSuchRosterItem, RosterItem, RosterStore
 
@@ -10,6 +11,8 @@ __all__ = [
     "AccountExists",
     "AccountStore",
     "Database",
+    "LinkLogStore",
+    "LinkRecord",
     "NoSuchAccount",
     "NoSuchRosterItem",
     "OfflineStore",

@@ -102,8 +102,27 @@ CREATE INDEX offline_message_by_account ON offline_message (account_id, id);
 
 # Append only; never edit a step that has shipped. A step is an SQL script (several statements,
 # no transaction control) or a callable given the connection inside the migration transaction.
+# Reliable delivery on links (docs/protocol.md): the outbound log of each peer link and the
+# link's counters. Wall-clock times, so that deadlines survive a restart.
+_SCHEMA_2 = """
+CREATE TABLE link_out (
+    peer      TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    queued_at REAL NOT NULL,
+    stanza    BLOB NOT NULL,
+    PRIMARY KEY (peer, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE link_state (
+    peer      TEXT PRIMARY KEY,
+    received  INTEGER NOT NULL,
+    next_seq  INTEGER NOT NULL
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     _SCHEMA_1,
+    _SCHEMA_2,
 ]
 
 

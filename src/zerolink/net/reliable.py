@@ -1,0 +1,252 @@
+"""Reliable delivery for one peer link (``acks = true``; wire format in docs/protocol.md).
+
+Outbound: every stanza accepted for the link gets the next sequence number and is written to
+the link's durable log (`zerolink.store.LinkLogStore`) before it is sent; it stays there until
+the peer acknowledges it, and is sent again on every new connection until then. Inbound: the
+link counts what it has received over its whole life (persisted), drops what a retransmission
+repeats, and acknowledges in batches: after `ack_every` stanzas or `ack_delay` seconds of
+quiet, never before the count is on disk.
+
+Nothing here waits for a round trip: on a new connection each side sends ``<sync/>`` and starts
+retransmitting at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from zerolink.core.reliable import Entry, ReliableLog
+from zerolink.errors import StanzaError
+from zerolink.proto import acks
+from zerolink.xml.element import SERVER_NS, Element
+from zerolink.xml.parser import StanzaReceived, StreamParser
+from zerolink.xml.serializer import serialize
+
+if TYPE_CHECKING:
+    from zerolink.net.link import PeerLink
+    from zerolink.net.x2x_conn import X2XConnection
+    from zerolink.store import LinkLogStore
+
+log = logging.getLogger("zerolink.link")
+
+_IMPLIED = b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+
+class Reliable:
+    """The reliable-delivery state of one link: outbound log, inbound count, acks."""
+
+    def __init__(self, link: PeerLink, store: LinkLogStore, max_stanza_size: int) -> None:
+        cfg = link.cfg
+        self.link = link
+        self.store = store
+        self.max_stanza_size = max_stanza_size
+        self.loop = link.loop
+        self.log = ReliableLog(cfg.queue_limit, cfg.queue_bytes, cfg.stanza_timeout)
+        self.inbound = acks.Inbound()
+        self._stream_conn: X2XConnection | None = None  # where our numbered stanzas go now
+        self._announced: dict[int, int] = {}  # id(conn) -> the `next` we told it
+        self._acked_count = 0  # inbound count in our last <a/> or <sync/>
+        self._ack_handle: asyncio.TimerHandle | None = None
+        self._turn_pending = False
+        self._last_conn: X2XConnection | None = None
+        self._last_progress = self.loop.time()
+        self._watch: asyncio.TimerHandle | None = None
+        self._load()
+
+    # -- persistence -------------------------------------------------------------------------
+    def _load(self) -> None:
+        rec = self.store.load(self.link.name)
+        self.inbound.count = rec.received
+        self._acked_count = rec.received
+        self.log.next_seq = rec.next_seq
+        parser = StreamParser(implied_header=_IMPLIED, max_stanza_size=1 << 30)
+        now_wall, now = time.time(), self.loop.time()
+        for seq, queued_at, xml in rec.entries:
+            (ev,) = [e for e in parser.feed(xml) if isinstance(e, StanzaReceived)]
+            deadline = now + (queued_at + self.log.timeout - now_wall)
+            self.log.restore(Entry(seq, deadline, ev.element, len(xml)))
+        if rec.entries or rec.received:
+            log.info(
+                "link %s: restored %d unacknowledged stanza(s); %d received so far",
+                self.link.name,
+                len(rec.entries),
+                rec.received,
+            )
+
+    def _save_state(self) -> None:
+        self.store.state(self.link.name, self.inbound.count, self.log.next_seq)
+
+    def _schedule_turn(self) -> None:
+        """Commit what this loop turn accepted, then send it (accepted = on disk)."""
+        if not self._turn_pending:
+            self._turn_pending = True
+            self.loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._turn_pending = False
+        self._save_state()
+        self.store.commit()
+        self.link.pump()
+
+    def stop(self) -> None:
+        for handle in (self._ack_handle, self._watch):
+            if handle is not None:
+                handle.cancel()
+        self._save_state()
+        self.store.commit()
+
+    # -- outbound ----------------------------------------------------------------------------
+    def accept(self, stanza: Element) -> None:
+        """A stanza for the peer: numbered, logged, sent after this turn's commit."""
+        data = serialize(stanza, content_ns=SERVER_NS)
+        if len(data) > self.max_stanza_size:
+            self.link.router.bounce(
+                stanza, StanzaError("policy-violation", "stanza larger than the link allows")
+            )
+            return
+        entry = self.log.push(stanza, self.loop.time(), len(data))
+        if entry is None:
+            self.link.router.bounce(
+                stanza,
+                StanzaError("resource-constraint", f"queue for link {self.link.name} is full"),
+            )
+            return
+        self.store.add(self.link.name, entry.seq, time.time(), data)
+        self._schedule_turn()
+        if self.link.sender() is None:
+            self.link._arm_expiry()
+            self.link._wake.set()
+
+    def pump(self) -> None:
+        conn = self.link.sender()
+        if conn is None or self._turn_pending:
+            return  # unsent stanzas leave after the commit of this turn
+        if conn is not self._stream_conn:
+            # Our numbered stream moves to this connection: restart at the oldest unacked.
+            first = self.log.rewind()
+            if self._announced.get(id(conn)) != first:
+                self._sync(conn)
+            self._stream_conn = conn
+        log_ = self.log
+        sent = 0
+        while log_ and not conn.paused:
+            conn.send(log_.pop().stanza)
+            sent += 1
+            if sent % 128 == 0:
+                conn.flush()
+        if sent:
+            self._arm_watch()
+
+    def expired(self, entries: list[Entry]) -> list[Element]:
+        for entry in entries:
+            self.store.remove(self.link.name, entry.seq)
+        if entries:
+            self._schedule_turn()
+        return [e.stanza for e in entries]
+
+    def on_ack(self, h_wire: int) -> None:
+        h = acks.unwrap(h_wire, self.log.next_seq)
+        released = self.log.ack(h)
+        if released or h > self.log.first_seq:
+            self.store.remove_below(self.link.name, h)
+            self._schedule_turn()
+        self._last_progress = self.loop.time()
+        if released:
+            self.link._check_drained()
+
+    # -- connections -------------------------------------------------------------------------
+    def attached(self, conn: X2XConnection) -> None:
+        """Every new connection starts with our <sync/> (before any stanza)."""
+        self._last_progress = self.loop.time()
+        self._sync(conn)
+
+    def detached(self, conn: X2XConnection) -> None:
+        """A connection is gone: what it carried unacknowledged goes again on the next one."""
+        self._announced.pop(id(conn), None)
+        if conn is self._stream_conn:
+            self._stream_conn = None
+            self.log.rewind()
+
+    def _sync(self, conn: X2XConnection) -> None:
+        self._save_state()
+        self.store.commit()  # the count we announce must be on disk
+        first = self.log.first_seq
+        self._announced[id(conn)] = first
+        conn.send_control(acks.sync_element(self.inbound.count, first))
+        self._acked_count = self.inbound.count
+
+    def on_sync(self, conn: X2XConnection, h_wire: int, next_wire: int) -> None:
+        gap = self.inbound.sync(next_wire)
+        if gap:
+            log.warning(
+                "link %s: the peer restarts %d stanza(s) ahead of what we received: it gave "
+                "them up before they were acknowledged (they bounced there)",
+                self.link.name,
+                gap,
+            )
+            self._schedule_turn()
+        self.on_ack(h_wire)
+
+    # -- inbound -----------------------------------------------------------------------------
+    def arrived(self, conn: X2XConnection) -> bool:
+        """Count a stanza from the peer; False for a duplicate (drop it)."""
+        if not self.inbound.arrived():
+            return False
+        self._last_conn = conn
+        if self.inbound.count - self._acked_count >= self.link.cfg.ack_every:
+            self.loop.call_soon(self._ack_due)
+        elif self._ack_handle is None:
+            self._ack_handle = self.loop.call_later(self.link.cfg.ack_delay, self._ack_due)
+        return True
+
+    def _ack_due(self) -> None:
+        self._ack_handle = None
+        if self.inbound.count == self._acked_count:
+            return
+        conn = self._last_conn if self._last_conn and self._last_conn.is_open else None
+        self.send_ack(conn or self.link.sender())
+
+    def send_ack(self, conn: X2XConnection | None) -> None:
+        """`<a h=''/>` with the received count, once that count is on disk."""
+        if conn is None or not conn.is_open:
+            return
+        self._save_state()
+        self.store.commit()
+        self._acked_count = self.inbound.count
+        conn.send_control(acks.ack_element(self.inbound.count))
+
+    # -- dead connections --------------------------------------------------------------------
+    def _arm_watch(self) -> None:
+        if self._watch is None:
+            self._watch = self.loop.call_later(self.link.cfg.ack_timeout / 2, self._check_acks)
+
+    def _check_acks(self) -> None:
+        """No acknowledgement for a while: ask once, then call the connection dead.
+
+        This is what notices a half-open connection (the peer vanished without FIN or RST)
+        while stanzas are waiting, within `ack_timeout`.
+        """
+        self._watch = None
+        if not self.log.unacked:
+            return
+        conn = self._stream_conn
+        quiet = self.loop.time() - self._last_progress
+        if conn is None or not conn.is_open:
+            return
+        if quiet >= self.link.cfg.ack_timeout:
+            log.warning(
+                "link %s: no acknowledgement from %s for %.0fs: the connection is dead",
+                self.link.name,
+                conn.peer,
+                quiet,
+            )
+            if conn.transport is not None:
+                conn.transport.abort()
+            return
+        conn.send_control(acks.request_element())
+        self._watch = self.loop.call_later(
+            max(0.05, self.link.cfg.ack_timeout - quiet), self._check_acks
+        )
