@@ -39,6 +39,10 @@ class ComponentRoute:
         self.conn: ComponentConnection | None = None
         self._valve = Valve()
 
+    def pending_output(self) -> int:
+        """Bytes written to the component that are still in this process's buffer."""
+        return self.conn.unflushed() if self.conn is not None else 0
+
     def deliver(self, stanza: Element) -> None:
         conn = self.conn
         if conn is None:

@@ -137,6 +137,12 @@ class SessionDriver(asyncio.Protocol):
         self._write_raw(data)
         self._arm()
 
+    def unflushed(self) -> int:
+        """Bytes (or a pending flush) not yet handed to the kernel."""
+        if self.transport is None:
+            return 0
+        return self.transport.get_write_buffer_size() + int(self._flush_pending)
+
     def _write_raw(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

@@ -173,9 +173,14 @@ class PeerLink:
 
     def received(self, stanza: Element, conn: X2XConnection) -> Route | None:
         """A stanza from the peer: route it; returns the route it went to (for backpressure)."""
-        if self.reliable is not None and not self.reliable.arrived(conn):
+        reliable = self.reliable
+        if reliable is None:
+            return self.router.route(stanza)
+        if not reliable.arrived(conn):
             return None  # a retransmitted stanza we already have
-        return self.router.route(stanza)
+        route = self.router.route(stanza)
+        reliable.delivered_to(route)
+        return route
 
     def rejected(self, stanza: Element, error: StanzaError, conn: X2XConnection) -> None:
         """A stanza from the peer that cannot be accepted: counted, answered, dropped."""

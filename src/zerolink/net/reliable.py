@@ -49,6 +49,8 @@ class Reliable:
         self._stream_conn: X2XConnection | None = None  # where our numbered stanzas go now
         self._announced: dict[int, int] = {}  # id(conn) -> the `next` we told it
         self._acked_count = 0  # inbound count in our last <a/> or <sync/>
+        self._saved_count = 0  # inbound count on disk: never ahead of what left this process
+        self._touched: set[object] = set()  # routes fed since the last save
         self._ack_handle: asyncio.TimerHandle | None = None
         self._turn_pending = False
         self._last_conn: X2XConnection | None = None
@@ -60,7 +62,7 @@ class Reliable:
     def _load(self) -> None:
         rec = self.store.load(self.link.name)
         self.inbound.count = rec.received
-        self._acked_count = rec.received
+        self._acked_count = self._saved_count = rec.received
         self.log.next_seq = rec.next_seq
         parser = StreamParser(implied_header=_IMPLIED, max_stanza_size=1 << 30)
         now_wall, now = time.time(), self.loop.time()
@@ -77,7 +79,17 @@ class Reliable:
             )
 
     def _save_state(self) -> None:
-        self.store.state(self.link.name, self.inbound.count, self.log.next_seq)
+        """Record the counters; the inbound count only once what it counts has left us.
+
+        A stanza routed to a component or client may still sit in this process's buffers;
+        if the daemon died then, a saved count would make it lost. So the count advances only
+        when the routes fed since the last save have nothing pending: a crash then repeats
+        stanzas (duplicates, bounded) but never loses one.
+        """
+        if all(_pending(route) == 0 for route in self._touched):
+            self._touched.clear()
+            self._saved_count = self.inbound.count
+        self.store.state(self.link.name, self._saved_count, self.log.next_seq)
 
     def _schedule_turn(self) -> None:
         """Commit what this loop turn accepted, then send it (accepted = on disk)."""
@@ -175,8 +187,8 @@ class Reliable:
         self.store.commit()  # the count we announce must be on disk
         first = self.log.first_seq
         self._announced[id(conn)] = first
-        conn.send_control(acks.sync_element(self.inbound.count, first))
-        self._acked_count = self.inbound.count
+        conn.send_control(acks.sync_element(self._saved_count, first))
+        self._acked_count = self._saved_count
 
     def on_sync(self, conn: X2XConnection, h_wire: int, next_wire: int) -> None:
         gap = self.inbound.sync(next_wire)
@@ -191,6 +203,11 @@ class Reliable:
         self.on_ack(h_wire)
 
     # -- inbound -----------------------------------------------------------------------------
+    def delivered_to(self, route: object) -> None:
+        """The route a counted stanza went to (its buffers gate the saved count)."""
+        if route is not None:
+            self._touched.add(route)
+
     def arrived(self, conn: X2XConnection) -> bool:
         """Count a stanza from the peer; False for a duplicate (drop it)."""
         if not self.inbound.arrived():
@@ -208,15 +225,19 @@ class Reliable:
             return
         conn = self._last_conn if self._last_conn and self._last_conn.is_open else None
         self.send_ack(conn or self.link.sender())
+        if self._saved_count < self.inbound.count and self._ack_handle is None:
+            # Some of it is still in our buffers toward a component or client: ask again.
+            self._ack_handle = self.loop.call_later(self.link.cfg.ack_delay, self._ack_due)
 
     def send_ack(self, conn: X2XConnection | None) -> None:
-        """`<a h=''/>` with the received count, once that count is on disk."""
+        """`<a h=''/>` with the received count that is on disk (see `_save_state`)."""
         if conn is None or not conn.is_open:
             return
         self._save_state()
         self.store.commit()
-        self._acked_count = self.inbound.count
-        conn.send_control(acks.ack_element(self.inbound.count))
+        if self._saved_count != self._acked_count:
+            self._acked_count = self._saved_count
+            conn.send_control(acks.ack_element(self._saved_count))
 
     # -- dead connections --------------------------------------------------------------------
     def _arm_watch(self) -> None:
@@ -250,3 +271,9 @@ class Reliable:
         self._watch = self.loop.call_later(
             max(0.05, self.link.cfg.ack_timeout - quiet), self._check_acks
         )
+
+
+def _pending(route: object) -> int:
+    """Stanzas or bytes a route still holds in this process (0 when it cannot tell)."""
+    pending = getattr(route, "pending_output", None)
+    return pending() if pending is not None else 0

@@ -55,6 +55,15 @@ class UpstreamRoute:
     async def stop(self) -> None:
         await asyncio.gather(*(att.stop() for att in self.attachments.values()))
 
+    def pending_output(self) -> int:
+        """Stanzas waiting for a component connection, plus bytes not yet on a socket."""
+        total = 0
+        for att in self.attachments.values():
+            total += len(att.queue)
+            if att.conn is not None:
+                total += att.conn.unflushed()
+        return total
+
     def deliver(self, stanza: Element) -> None:
         """A stanza for the upstream: inject it as the component of its sender's domain."""
         try:
