@@ -87,6 +87,7 @@ from dataclasses import dataclass
 
 from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
 from zerolink.jid import JID, JIDError, normalize_domain, parse_jid
+from zerolink.proto.events import Closed, StanzaIn, StanzaRejected, StreamErrorSent
 from zerolink.proto.sasl import (
     DEFAULT_ITERATIONS,
     SASL_NS,
@@ -187,36 +188,6 @@ class BindRequest:
     """
 
     resource: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class StanzaIn:
-    """A stanza from the bound client, ``from`` stamped with its full JID."""
-
-    stanza: Element
-
-
-@dataclass(frozen=True, slots=True)
-class StanzaRejected:
-    """A stanza that cannot be accepted (``from`` already stamped); the caller answers it."""
-
-    stanza: Element
-    error: StanzaError
-
-
-@dataclass(frozen=True, slots=True)
-class StreamErrorSent:
-    """We found a stream-level error; the error and our close are queued."""
-
-    condition: str
-    text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The stream is over: flush `data_to_send()` and close the transport."""
-
-    reason: str
 
 
 Event = (

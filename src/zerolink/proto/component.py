@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from zerolink.errors import STREAMS_NS, StanzaError, StreamError
 from zerolink.jid import JIDError, normalize_domain, parse_jid
+from zerolink.proto.events import Closed, StanzaIn, StanzaRejected, StreamErrorSent
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import COMPONENT_NS, SERVER_NS, Element
 from zerolink.xml.parser import ParseError, StanzaReceived, StreamClosed, StreamOpened, StreamParser
@@ -36,28 +37,6 @@ class State(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Authenticated:
     domain: str
-
-
-@dataclass(slots=True)  # not frozen: built once per stanza, frozen costs ~3x
-class StanzaIn:
-    stanza: Element
-
-
-@dataclass(frozen=True, slots=True)
-class StanzaRejected:
-    stanza: Element
-    error: StanzaError
-
-
-@dataclass(frozen=True, slots=True)
-class StreamErrorSent:
-    condition: str
-    text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    reason: str
 
 
 Event = Authenticated | StanzaIn | StanzaRejected | StreamErrorSent | Closed

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS
 from zerolink.proto.component import handshake_digest
+from zerolink.proto.events import Closed, StanzaIn
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import COMPONENT_NS, SERVER_NS, Element
 from zerolink.xml.parser import ParseError, StanzaReceived, StreamClosed, StreamOpened, StreamParser
@@ -36,22 +37,12 @@ class Connected:
     """The upstream accepted our handshake: stanzas may flow."""
 
 
-@dataclass(slots=True)
-class StanzaIn:
-    stanza: Element
-
-
 @dataclass(frozen=True, slots=True)
 class Failed:
     """The upstream refused us or broke the stream; `condition` is its stream error, if any."""
 
     condition: str
     text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    reason: str
 
 
 Event = Connected | StanzaIn | Failed | Closed

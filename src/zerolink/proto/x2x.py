@@ -27,6 +27,13 @@ from zerolink.domains import DomainSet
 from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
 from zerolink.jid import JIDError, normalize_domain, parse_jid
 from zerolink.proto import acks
+from zerolink.proto.events import (
+    Closed,
+    StanzaIn,
+    StanzaRejected,
+    StreamErrorReceived,
+    StreamErrorSent,
+)
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import SERVER_NS, Element
 from zerolink.xml.parser import (
@@ -52,47 +59,9 @@ class State(enum.Enum):
 
 
 # -- events ------------------------------------------------------------------------------
-@dataclass(slots=True)  # not frozen: built once per stanza, frozen costs ~3x
-class StanzaIn:
-    """A validated stanza from the peer."""
-
-    stanza: Element
-
-
-@dataclass(frozen=True, slots=True)
-class StanzaRejected:
-    """A stanza from a valid peer domain that cannot be accepted; the caller bounces it."""
-
-    stanza: Element
-    error: StanzaError
-
-
 @dataclass(frozen=True, slots=True)
 class PeerClosing:
     """The peer sent ``</stream:stream>``; ours has been queued in reply."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamErrorSent:
-    """We found a stream-level error; the error and our close are queued."""
-
-    condition: str
-    text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class StreamErrorReceived:
-    """The peer sent a ``<stream:error>``."""
-
-    condition: str
-    text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The stream is over: flush `data_to_send()` and close the transport."""
-
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
