@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 from pathlib import Path
@@ -339,6 +340,32 @@ async def test_first_bytes_on_a_new_connection_are_the_first_stanza(tmp_path, da
         assert data.endswith(b"<body>first</body></message>")
         assert b"<stream" not in data and b"<?xml" not in data
         await abot.stop()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_a_peer_that_accepts_and_drops_is_not_hammered(tmp_path, daemons, sides):
+    """Connections closed without a byte back off like failed dials (doubling delays)."""
+    air, ground = sides
+    accepted: list[float] = []
+
+    async def rude_ground(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(asyncio.get_running_loop().time())
+        writer.transport.abort()
+
+    srv = await asyncio.start_server(rude_ground, ground.ip, ground.x2x_port)
+    try:
+        await daemons(
+            write_config(
+                tmp_path, air, ground, peer_overrides={"reconnect_min": 0.05, "reconnect_max": 5}
+            )
+        )
+        await asyncio.sleep(1.5)
+        # 0.05 s between attempts would be ~30 dials; doubling gives about 5.
+        assert 2 <= len(accepted) <= 8, accepted
+        gaps = [b - a for a, b in itertools.pairwise(accepted)]
+        assert gaps[-1] > gaps[0]
     finally:
         srv.close()
         await srv.wait_closed()

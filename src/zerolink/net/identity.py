@@ -95,7 +95,7 @@ def names_match(names: Iterable[str], patterns: Iterable[str]) -> bool:
             if pattern.startswith("*."):
                 suffix = domain[1:]
                 bare = name[2:] if name.startswith("*.") else name
-                if bare.endswith(suffix) or ("." + bare).endswith(suffix):
+                if bare.endswith(suffix):  # strictly below, as DomainSet matches
                     return True
             elif _name_covers(name, domain):
                 return True
@@ -140,11 +140,13 @@ def _check_pki(
         # Chain and validity; the names are checked below against the peer's domains.
         builder.build_client_verifier().verify(leaf, intermediates)
     except x509.verification.VerificationError as exc:
-        if not (server and _server_chain_ok(builder, leaf, intermediates, cfg.domains)):
+        # A certificate with only serverAuth (public CAs are dropping clientAuth) is fine in
+        # either direction: chain and name are what identify the peer.
+        if not _server_chain_ok(builder, leaf, intermediates, cfg.domains):
             return f"unknown CA: not issued by {cfg.identity.ca.name} ({exc})"
     names = certificate_names(leaf)
     if not names_match(names, cfg.domains):
-        shown = ", ".join(names) or "no dNSName or xmppAddr"
+        shown = ", ".join(dict.fromkeys(names)) or "no dNSName or xmppAddr"
         return f"wrong name: the certificate names {shown}, none of {', '.join(cfg.domains)}"
     return None
 

@@ -346,10 +346,15 @@ class PeerLink:
                 delay = min(delay * 2, cfg.reconnect_max)
                 await asyncio.sleep(wait)
                 continue
-            delay = cfg.reconnect_min
+            opened = self.loop.time()
             await conn.closed.wait()
-            # Do not hammer a peer that accepts and drops at once.
-            await asyncio.sleep(cfg.reconnect_min * random.uniform(0.5, 1.0))
+            if conn.bytes_received == 0 and self.loop.time() - opened < 10:
+                # Accepted, then dropped without a byte (identity refused, wrong port...):
+                # back off as after a failed dial instead of hammering the peer.
+                delay = min(delay * 2, cfg.reconnect_max)
+            else:
+                delay = cfg.reconnect_min
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     # -- timers ----------------------------------------------------------------------------
     def _arm_expiry(self) -> None:

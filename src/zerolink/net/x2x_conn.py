@@ -45,6 +45,11 @@ class X2XConnection(SessionDriver):
         self._addr: tuple[Any, ...] = ()
 
     @property
+    def bytes_received(self) -> int:
+        """Bytes of XML stream from the peer so far (after TLS, if any)."""
+        return self.session.counters.bytes_in if self.session is not None else 0
+
+    @property
     def is_open(self) -> bool:
         return self.up and self.session is not None and self.session.state is x2x.State.OPEN
 
