@@ -28,17 +28,28 @@ def test_unwrap_across_the_2_to_the_32_boundary():
     assert acks.sync_element((1 << 32) + 7, 3).get("h") == "7"
 
 
-def test_inbound_drops_duplicates_after_a_sync_behind_its_count():
+def test_inbound_drops_duplicates_below_its_count():
     inbound = acks.Inbound(count=10)
-    assert inbound.sync(7) == 0  # the peer restarts at 7: 7, 8, 9 are duplicates
-    assert [inbound.arrived() for _ in range(5)] == [False, False, False, True, True]
+    seq = inbound.position(7)  # the peer restarts at 7: 7, 8, 9 are duplicates
+    results = []
+    for s in range(seq, seq + 5):
+        results.append(inbound.arrived(s))
+    assert results == [(False, 0)] * 3 + [(True, 0)] * 2
     assert inbound.count == 12
 
 
 def test_inbound_jumps_over_stanzas_the_peer_gave_up():
     inbound = acks.Inbound(count=10)
-    assert inbound.sync(13) == 3
-    assert inbound.count == 13 and inbound.arrived() and inbound.count == 14
+    assert inbound.arrived(inbound.position(13)) == (True, 3)
+    assert inbound.count == 14
+
+
+def test_log_renumbers_when_this_side_lost_its_numbering():
+    log = ReliableLog(limit=10, max_bytes=10_000, timeout=60)
+    for _ in range(3):
+        log.push(Element(f"{{{SERVER_NS}}}message"), 0.0, 10)
+    log.renumber(100)
+    assert log.first_seq == 100 and log.next_seq == 103 and len(log) == 3
 
 
 def test_log_keeps_until_acked_and_rewinds():

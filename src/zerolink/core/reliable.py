@@ -87,9 +87,14 @@ class ReliableLog:
             if self._sent:
                 self._sent -= 1
             out.append(entry)
-        if h > self.next_seq:
-            self.next_seq = h  # the peer counted stanzas this side has forgotten (see docs)
         return out
+
+    def renumber(self, shift: int) -> None:
+        """Move every sequence number up by `shift` (this side's numbering was lost)."""
+        for entry in self._entries:
+            entry.seq += shift
+        self.next_seq += shift
+        self._sent = 0
 
     def expire(self, now: float) -> list[Entry]:
         """Remove and return the head entries whose deadline passed (sent or not)."""

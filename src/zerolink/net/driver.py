@@ -8,7 +8,10 @@ a slow link also means fewer TCP segments and fewer header bytes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import sys
+import termios
 from typing import Any, Protocol
 
 from zerolink.net.sockets import format_addr
@@ -138,10 +141,22 @@ class SessionDriver(asyncio.Protocol):
         self._arm()
 
     def unflushed(self) -> int:
-        """Bytes (or a pending flush) not yet handed to the kernel."""
+        """Bytes not yet acknowledged by the other end's TCP (ours, then the kernel's).
+
+        The kernel's part matters: if this process dies while it has unread input, Linux
+        answers with a reset and throws away its send queue.
+        """
         if self.transport is None:
             return 0
-        return self.transport.get_write_buffer_size() + int(self._flush_pending)
+        pending = self.transport.get_write_buffer_size() + int(self._flush_pending)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                buf = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                pending += int.from_bytes(buf, sys.byteorder, signed=True)
+            except OSError:
+                pass
+        return pending
 
     def _write_raw(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():

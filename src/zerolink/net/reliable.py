@@ -51,6 +51,7 @@ class Reliable:
         self._acked_count = 0  # inbound count in our last <a/> or <sync/>
         self._saved_count = 0  # inbound count on disk: never ahead of what left this process
         self._touched: set[object] = set()  # routes fed since the last save
+        self._expect: dict[int, int] = {}  # id(conn) -> seq of the next stanza it brings
         self._ack_handle: asyncio.TimerHandle | None = None
         self._turn_pending = False
         self._last_conn: X2XConnection | None = None
@@ -161,6 +162,9 @@ class Reliable:
 
     def on_ack(self, h_wire: int) -> None:
         h = acks.unwrap(h_wire, self.log.next_seq)
+        if h > self.log.next_seq:
+            self._renumber(h)
+            return
         released = self.log.ack(h)
         if released or h > self.log.first_seq:
             self.store.remove_below(self.link.name, h)
@@ -168,6 +172,33 @@ class Reliable:
         self._last_progress = self.loop.time()
         if released:
             self.link._check_drained()
+
+    def _renumber(self, h: int) -> None:
+        """The peer has received more than this side ever numbered: our state was lost.
+
+        (The data folder was wiped or restored from an old copy.) Everything still in our
+        log is new to the peer, so it is renumbered to start at the peer's count and sent
+        again after a fresh sync; nothing is dropped as acknowledged.
+        """
+        shift = h - self.log.first_seq
+        log.warning(
+            "link %s: the peer has received %d stanzas but this side numbered only %d: its "
+            "state was lost; renumbering %d queued stanza(s) from %d",
+            self.link.name,
+            h,
+            self.log.next_seq,
+            len(self.log),
+            h,
+        )
+        self.store.commit()
+        self.log.renumber(shift)
+        self.store.renumber(self.link.name, shift)
+        self._save_state()
+        self.store.commit()
+        self._stream_conn = None  # the next pump syncs again and resends from the new head
+        self._announced.clear()
+        self._last_progress = self.loop.time()
+        self._schedule_turn()
 
     # -- connections -------------------------------------------------------------------------
     def attached(self, conn: X2XConnection) -> None:
@@ -178,6 +209,7 @@ class Reliable:
     def detached(self, conn: X2XConnection) -> None:
         """A connection is gone: what it carried unacknowledged goes again on the next one."""
         self._announced.pop(id(conn), None)
+        self._expect.pop(id(conn), None)
         if conn is self._stream_conn:
             self._stream_conn = None
             self.log.rewind()
@@ -191,15 +223,7 @@ class Reliable:
         self._acked_count = self._saved_count
 
     def on_sync(self, conn: X2XConnection, h_wire: int, next_wire: int) -> None:
-        gap = self.inbound.sync(next_wire)
-        if gap:
-            log.warning(
-                "link %s: the peer restarts %d stanza(s) ahead of what we received: it gave "
-                "them up before they were acknowledged (they bounced there)",
-                self.link.name,
-                gap,
-            )
-            self._schedule_turn()
+        self._expect[id(conn)] = self.inbound.position(next_wire)
         self.on_ack(h_wire)
 
     # -- inbound -----------------------------------------------------------------------------
@@ -210,8 +234,19 @@ class Reliable:
 
     def arrived(self, conn: X2XConnection) -> bool:
         """Count a stanza from the peer; False for a duplicate (drop it)."""
-        if not self.inbound.arrived():
+        key = id(conn)
+        seq = self._expect.get(key, self.inbound.count)
+        self._expect[key] = seq + 1
+        new, gap = self.inbound.arrived(seq)
+        if not new:
             return False
+        if gap:
+            log.warning(
+                "link %s: the peer skipped %d stanza(s): it gave them up before they were "
+                "acknowledged (they bounced there)",
+                self.link.name,
+                gap,
+            )
         self._last_conn = conn
         if self.inbound.count - self._acked_count >= self.link.cfg.ack_every:
             self.loop.call_soon(self._ack_due)

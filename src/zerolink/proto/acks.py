@@ -58,31 +58,25 @@ def unwrap(wire: int, near: int) -> int:
 
 @dataclass(slots=True)
 class Inbound:
-    """What one side has received from the other over the link's life."""
+    """What one side has received from the other over the link's life.
+
+    Each connection carries the peer's numbered stream from the `next` its ``<sync/>``
+    announced, so the sequence number of every arriving stanza is known: below the count it
+    is a duplicate, at the count it is new, above it the peer gave the ones between up
+    (they timed out and bounced on its side). A sync on a connection the peer does not send
+    on (simultaneous open) changes nothing for the stanzas on the other one.
+    """
 
     count: int = 0  # stanzas received and handled (counted, even when rejected)
-    skip: int = 0  # duplicates still to drop, after the peer said where it restarts
 
-    def sync(self, next_wire: int) -> int:
-        """The peer restarts at `next_wire`; returns how many stanzas it will never send (gap).
+    def position(self, next_wire: int) -> int:
+        """The full sequence number a connection's first stanza will have."""
+        return unwrap(next_wire, self.count)
 
-        Behind our count: the first ones are duplicates to drop. Ahead of it: the peer dropped
-        stanzas it never got an acknowledgement for (they timed out and bounced on its side),
-        so the count jumps forward.
-        """
-        nxt = unwrap(next_wire, self.count)
-        if nxt <= self.count:
-            self.skip = self.count - nxt
-            return 0
-        gap = nxt - self.count
-        self.count = nxt
-        self.skip = 0
-        return gap
-
-    def arrived(self) -> bool:
-        """One stanza arrived: True if it is new (count it), False if a duplicate."""
-        if self.skip:
-            self.skip -= 1
-            return False
-        self.count += 1
-        return True
+    def arrived(self, seq: int) -> tuple[bool, int]:
+        """The stanza numbered `seq` arrived: (new?, how many were given up before it)."""
+        if seq < self.count:
+            return False, 0
+        gap = seq - self.count
+        self.count = seq + 1
+        return True, gap

@@ -65,6 +65,13 @@ class LinkLogStore:
     def state(self, peer: str, received: int, next_seq: int) -> None:
         self._state[peer] = (received, next_seq)
 
+    def renumber(self, peer: str, shift: int) -> None:
+        """Shift the stored sequence numbers of `peer` (after `commit()` of what is pending)."""
+        offset = 1 << 62  # two steps, so no row collides with another mid-update
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE link_out SET seq = seq + ? WHERE peer = ?", (shift + offset, peer))
+            conn.execute("UPDATE link_out SET seq = seq - ? WHERE peer = ?", (offset, peer))
+
     def commit(self) -> None:
         """Write everything recorded since the last commit, in one transaction."""
         if not self.dirty:
