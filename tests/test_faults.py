@@ -10,9 +10,8 @@ Where a test must decide when the link comes up (after a restart, so that the re
 component is attached first), air reaches ground through a `Gate`: a TCP relay in the test
 process, standing for the radio link, that accepts connections only while it is up.
 
-The tests after "Regressions" reproduce, deterministically, product bugs these faults found
-(each fails on the code before its fix); one still marked xfail(strict=True) says in its
-reason what goes wrong.
+The tests after "Regressions" reproduce, deterministically, product bugs these faults found;
+each fails on the code before its fix.
 """
 
 from __future__ import annotations
@@ -742,12 +741,6 @@ async def wait_for_bodies(comp: RawComponent, n: int, timeout: float = 2) -> Non
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a stanza over the receiver's max_stanza_size is a stream error, not a counted "
-    "rejection: the sender retransmits it on every new connection, a reconnect loop that "
-    "blocks everything behind it until stanza_timeout",
-)
 async def test_a_stanza_too_large_for_the_receiver_does_not_loop_the_link(tmp_path, procs, sides):
     """Ground has a smaller server.max_stanza_size than air (a configuration slip)."""
     air, ground = sides

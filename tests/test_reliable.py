@@ -155,7 +155,7 @@ async def test_sync_is_the_first_element_on_a_new_connection(tmp_path, daemons, 
     try:
         await daemons(write_config(tmp_path, air, ground, peer_overrides=acks_on()))
         data = await asyncio.wait_for(received.get(), 5)
-        assert data == b"<sync xmlns='urn:zerolink:x2x:acks:0' h='0' next='0'/>"
+        assert data == b"<sync xmlns='urn:zerolink:x2x:acks:0' h='0' next='0' max='262144'/>"
     finally:
         srv.close()
         await srv.wait_closed()

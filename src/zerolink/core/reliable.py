@@ -72,6 +72,13 @@ class ReliableLog:
         self._sent += 1
         return entry
 
+    def discard_popped(self, entry: Entry) -> None:
+        """Remove the entry `pop()` just returned (it will never be sent)."""
+        assert self._entries[self._sent - 1] is entry
+        del self._entries[self._sent - 1]
+        self._sent -= 1
+        self.bytes -= entry.size
+
     def rewind(self) -> int:
         """A new connection: everything unacknowledged goes again; returns the first seq."""
         self._sent = 0

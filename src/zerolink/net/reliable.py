@@ -52,6 +52,7 @@ class Reliable:
         self._saved_count = 0  # inbound count on disk: never ahead of what left this process
         self._touched: set[object] = set()  # routes fed since the last save
         self._expect: dict[int, int] = {}  # id(conn) -> seq of the next stanza it brings
+        self.peer_max: int | None = None  # the largest stanza the peer accepts (its sync)
         self._ack_handle: asyncio.TimerHandle | None = None
         self._turn_pending = False
         self._last_conn: X2XConnection | None = None
@@ -139,19 +140,37 @@ class Reliable:
             return  # unsent stanzas leave after the commit of this turn
         if conn is not self._stream_conn:
             # Our numbered stream moves to this connection: restart at the oldest unacked.
-            first = self.log.rewind()
-            if self._announced.get(id(conn)) != first:
-                self._sync(conn)
+            self.log.rewind()
             self._stream_conn = conn
-        log_ = self.log
+        log_, key, announced = self.log, id(conn), self._announced
         sent = 0
         while log_ and not conn.paused:
-            conn.send(log_.pop().stanza)
+            entry = log_.pop()
+            if self.peer_max is not None and entry.size > self.peer_max:
+                self._too_large(entry)
+                continue
+            if announced.get(key) != entry.seq:
+                self._sync(conn, entry.seq)  # a gap, or a new stream: say where it resumes
+            conn.send(entry.stanza)
+            announced[key] = entry.seq + 1
             sent += 1
             if sent % 128 == 0:
                 conn.flush()
         if sent:
             self._arm_watch()
+
+    def _too_large(self, entry: Entry) -> None:
+        """The peer said it accepts nothing this big: bounce it rather than loop on it."""
+        self.log.discard_popped(entry)
+        self.store.remove(self.link.name, entry.seq)
+        self._schedule_turn()
+        self.link.router.bounce(
+            entry.stanza,
+            StanzaError(
+                "policy-violation",
+                f"stanza of {entry.size} bytes; {self.link.name} accepts at most {self.peer_max}",
+            ),
+        )
 
     def expired(self, entries: list[Entry]) -> list[Element]:
         for entry in entries:
@@ -214,16 +233,22 @@ class Reliable:
             self._stream_conn = None
             self.log.rewind()
 
-    def _sync(self, conn: X2XConnection) -> None:
+    def _sync(self, conn: X2XConnection, next_seq: int | None = None) -> None:
         self._save_state()
         self.store.commit()  # the count we announce must be on disk
-        first = self.log.first_seq
+        first = self.log.first_seq if next_seq is None else next_seq
         self._announced[id(conn)] = first
-        conn.send_control(acks.sync_element(self._saved_count, first))
+        conn.send_control(
+            acks.sync_element(self._saved_count, first, self.link.settings.max_stanza_size)
+        )
         self._acked_count = self._saved_count
 
-    def on_sync(self, conn: X2XConnection, h_wire: int, next_wire: int) -> None:
+    def on_sync(
+        self, conn: X2XConnection, h_wire: int, next_wire: int, peer_max: int | None = None
+    ) -> None:
         self._expect[id(conn)] = self.inbound.position(next_wire)
+        if peer_max is not None:
+            self.peer_max = peer_max
         self.on_ack(h_wire)
 
     # -- inbound -----------------------------------------------------------------------------

@@ -202,7 +202,7 @@ class X2XConnection(SessionDriver):
                 reliable = link.reliable  # the session only reports these with acks on
                 assert reliable is not None
                 if isinstance(ev, x2x.SyncIn):
-                    reliable.on_sync(self, ev.h, ev.next)
+                    reliable.on_sync(self, ev.h, ev.next, ev.max)
                 elif isinstance(ev, x2x.AckIn):
                     reliable.on_ack(ev.h)
                 else:

@@ -24,8 +24,13 @@ REQUEST = f"{{{SM_NS}}}r"
 MOD = 1 << 32
 
 
-def sync_element(received: int, next_seq: int) -> Element:
-    return Element(SYNC, {"h": str(received % MOD), "next": str(next_seq % MOD)})
+def sync_element(received: int, next_seq: int, max_size: int | None = None) -> Element:
+    """``max``: the largest stanza (bytes) this side accepts, so the sender can bounce a
+    bigger one instead of resending it into a stream error on every connection."""
+    attrs = {"h": str(received % MOD), "next": str(next_seq % MOD)}
+    if max_size is not None:
+        attrs["max"] = str(max_size)
+    return Element(SYNC, attrs)
 
 
 def ack_element(received: int) -> Element:

@@ -70,6 +70,7 @@ class SyncIn:
 
     h: int
     next: int
+    max: int | None = None  # the largest stanza the peer accepts, if it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +297,12 @@ class X2XSession:
         try:
             if el.tag == acks.SYNC:
                 self._synced = True
-                return SyncIn(acks.counter(el.get("h")), acks.counter(el.get("next")))
+                limit = el.get("max")
+                return SyncIn(
+                    acks.counter(el.get("h")),
+                    acks.counter(el.get("next")),
+                    acks.counter(limit) if limit is not None else None,
+                )
             if el.tag == acks.ACK:
                 return AckIn(acks.counter(el.get("h")))
         except ValueError as exc:
