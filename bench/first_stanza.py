@@ -58,7 +58,6 @@ import asyncio
 import base64
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import re
@@ -79,16 +78,15 @@ import dns.rdatatype
 import dns.rrset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import HANDSHAKE_OK_RE, HEADER_ID_RE, client_header, component_header, handshake
 from linkemu import LinkEmu, LinkEmuError, Packet, ping
 
 AIR, GROUND = "air", "ground"
 DOMAIN = {AIR: "air.example", GROUND: "ground.example"}
 SECRET = "bench-secret"
-STREAMS_NS = "http://etherx.jabber.org/streams"
 READ_SIZE = 1 << 16
 BODY = "ETA 14:05 at LFPG, FL350, fuel 61 %, cabin nominal"
 SCENARIOS = ("x2x-plain", "x2x-tls", "prosody-sasl", "prosody-dialback")
-HEADER_ID_RE = re.compile(rb"<stream:stream\b[^>]*?\bid=(['\"])([^'\"]*)\1[^>]*>")
 TLS_LOG_RE = re.compile(
     r"TLS (\S+) with \S+ \((full handshake|session resumed), (\d+) bytes sent, (\d+) received"
 )
@@ -241,14 +239,10 @@ async def component(link: LinkEmu, side: str, port: int, domain: str, procs: lis
     """A XEP-0114 component: header, SHA-1(id + secret) handshake."""
     r, w = await connect_in(link, side, port, procs)
     s = Stream(f"component {domain}", r, w)
-    w.write(
-        f"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
-        f"xmlns:stream='{STREAMS_NS}' to='{domain}'>".encode()
-    )
+    w.write(component_header(domain))
     m = await s.read_until(HEADER_ID_RE)
-    digest = hashlib.sha1((m.group(2).decode() + SECRET).encode()).hexdigest()
-    w.write(f"<handshake>{digest}</handshake>".encode())
-    await s.read_until(re.compile(rb"<handshake\s*/>|<handshake\s*>\s*</handshake>"))
+    w.write(handshake(m.group(2).decode(), SECRET))
+    await s.read_until(HANDSHAKE_OK_RE)
     return s
 
 
@@ -259,10 +253,7 @@ async def c2s_client(
     domain = DOMAIN[side]
     r, w = await connect_in(link, side, port, procs)
     s = Stream(f"client {user}@{domain}", r, w)
-    header = (
-        f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='{STREAMS_NS}' "
-        f"to='{domain}' version='1.0'>"
-    ).encode()
+    header = client_header(domain)
     w.write(header)
     await s.read_until(re.compile(rb"</stream:features>"))
     plain = base64.b64encode(f"\0{user}\0{password}".encode()).decode()

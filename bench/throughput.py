@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -61,6 +60,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    HANDSHAKE_OK_RE,
+    HEADER_ID_RE,
+    DaemonProcess,
+    component_header,
+    free_port,
+    handshake,
+    print_table,
+    proc_cpu,
+    wait_listening,
+)
 
 from zerolink import __version__
 from zerolink.domains import DomainSet
@@ -77,17 +89,13 @@ SECRET = "bench-secret"
 SENDER_JID = f"load@bot.{AIR_DOMAIN}/bench"
 RECEIVER_JID = f"sink@bot.{GROUND_DOMAIN}/bench"
 
-STREAMS_NS = "http://etherx.jabber.org/streams"
-COMPONENT_NS = "jabber:component:accept"
 CHUNK = 64 * 1024
 READ_SIZE = 1 << 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 MESSAGE_END = b"</message>"
 # Bench bodies start with a 10-digit sequence number and a space; warm-up bodies do not.
 SEQ_RE = re.compile(rb"<body>(\d{10}) ")
 ERROR_RE = re.compile(rb"<message\b[^>]*\btype=['\"]error['\"]")
-HEADER_ID_RE = re.compile(rb"<stream:stream\b[^>]*?\bid=(['\"])([^'\"]*)\1[^>]*>")
 FILLER = (
     "Position report: FL350, heading 271, ground speed 482 kt, fuel 61 %, cabin nominal. "
     "Next waypoint in 14 minutes; weather ahead light chop, no deviation requested. "
@@ -116,12 +124,6 @@ def warmup_stanza(i: int) -> bytes:
 
 
 # -- daemons ---------------------------------------------------------------------------------
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Side:
     name: str
@@ -163,14 +165,6 @@ connect = "always"
 mode = "address"
 addresses = ["{other.ip}"]
 """
-
-
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a process in seconds, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 TCP_COUNTER_RE = re.compile(r"\b(bytes_sent|bytes_received|data_segs_out|segs_out):(\d+)")
@@ -216,45 +210,12 @@ def tcp_delta(
     return total
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """One `python -m zerolink run` subprocess."""
 
     def __init__(self, side: Side, config: Path, log: Path) -> None:
+        super().__init__(config, log, name=side.name)
         self.side = side
-        self.config = config
-        self.log_path = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "zerolink", "run"),
-                    *("-c", str(self.config), "--log-level", "warning"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def check_alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.side.name} exited with status {self.proc.returncode}:\n{self.log_tail()}"
-            )
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
 
     async def stop(self) -> None:
         proc = self.proc
@@ -268,25 +229,6 @@ class Daemon:
             await asyncio.sleep(0.05)
         proc.kill()
         proc.wait()
-
-
-async def wait_listening(host: str, port: int, daemon: Daemon, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        daemon.check_alive()
-        try:
-            _, w = await asyncio.open_connection(host, port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{daemon.side.name}: nothing listens on {host}:{port}"
-                ) from None
-            await asyncio.sleep(0.05)
-            continue
-        w.close()
-        with contextlib.suppress(OSError):
-            await w.wait_closed()
-        return
 
 
 # -- raw XEP-0114 component client -------------------------------------------------------------
@@ -307,24 +249,17 @@ class Component:
         )
         sock = self.writer.get_extra_info("socket")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.writer.write(
-            (
-                f"<?xml version='1.0'?><stream:stream xmlns='{COMPONENT_NS}' "
-                f"xmlns:stream='{STREAMS_NS}' to='{self.domain}'>"
-            ).encode()
-        )
+        self.writer.write(component_header(self.domain))
         buf = await self._read_until(lambda b: HEADER_ID_RE.search(b) is not None, timeout)
         m = HEADER_ID_RE.search(buf)
         assert m is not None
         stream_id = m.group(2).decode()
-        digest = hashlib.sha1((stream_id + SECRET).encode()).hexdigest()
-        self.writer.write(f"<handshake>{digest}</handshake>".encode())
+        self.writer.write(handshake(stream_id, SECRET))
         rest = buf[m.end() :]
-        ok = re.compile(rb"<handshake\s*/>|<handshake\s*>\s*</handshake>")
         rest = await self._read_until(
-            lambda b: ok.search(b) is not None or b"stream:error" in b, timeout, rest
+            lambda b: HANDSHAKE_OK_RE.search(b) is not None or b"stream:error" in b, timeout, rest
         )
-        m2 = ok.search(rest)
+        m2 = HANDSHAKE_OK_RE.search(rest)
         if m2 is None:
             raise RuntimeError(f"component {self.domain}: handshake refused: {rest[:300]!r}")
         self.leftover = rest[m2.end() :]
@@ -571,14 +506,7 @@ async def end_to_end(args: argparse.Namespace, batches: list[bytes], tmp: Path) 
         for d in daemons:
             await d.stop()
         for d in daemons:
-            tail = [
-                line
-                for line in d.log_tail(200).splitlines()
-                if " WARNING " in line or " ERROR " in line or "Traceback" in line
-            ]
-            if tail:
-                print(f"--- {d.side.name} log (warnings and errors):", file=sys.stderr)
-                print("\n".join(tail[-20:]), file=sys.stderr)
+            d.print_log_problems()
 
 
 # -- micro-benchmarks ------------------------------------------------------------------------------
@@ -648,15 +576,6 @@ def micro(stanzas: list[bytes], repeat: int) -> dict[str, Any]:
 
 
 # -- output --------------------------------------------------------------------------------------
-def print_table(title: str, rows: list[tuple[str, str]]) -> None:
-    width = max(len(k) for k, _ in rows)
-    vwidth = max(len(v) for _, v in rows)
-    print(f"\n{title}")
-    print("-" * (width + vwidth + 3))
-    for k, v in rows:
-        print(f"{k:<{width}}   {v:>{vwidth}}")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=100_000, help="messages to send (100000)")
