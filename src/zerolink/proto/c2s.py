@@ -85,9 +85,16 @@ import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
-from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
+from zerolink.errors import StanzaError, StreamError
 from zerolink.jid import JID, JIDError, normalize_domain, parse_jid
-from zerolink.proto.events import Closed, StanzaIn, StanzaRejected, StreamErrorSent
+from zerolink.proto.events import (
+    STREAM_ERROR_TAG,
+    Closed,
+    StanzaIn,
+    StanzaRejected,
+    StreamErrorSent,
+    stream_error_of,
+)
 from zerolink.proto.sasl import (
     DEFAULT_ITERATIONS,
     SASL_NS,
@@ -134,7 +141,6 @@ PRE_APPROVAL_NS = "urn:xmpp:features:pre-approval"  # RFC 6121 §3.4
 SM_NS_PREFIX = "urn:xmpp:sm:"
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
-STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
 STARTTLS = f"{{{TLS_NS}}}starttls"
 AUTH = f"{{{SASL_NS}}}auth"
 RESPONSE = f"{{{SASL_NS}}}response"
@@ -774,11 +780,5 @@ def _sm_request(el: Element) -> bool:
 
 
 def _peer_error_reason(el: Element) -> str:
-    condition, text = "undefined-condition", None
-    for child in el.elements():
-        if child.namespace == STREAM_ERROR_NS:
-            if child.local == "text":
-                text = child.text
-            else:
-                condition = child.local
+    condition, text = stream_error_of(el)
     return f"client sent stream error {condition}" + (f": {text}" if text else "")

@@ -14,16 +14,21 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from zerolink.errors import STREAMS_NS, StanzaError, StreamError
+from zerolink.errors import StanzaError, StreamError
 from zerolink.jid import JIDError, normalize_domain, parse_jid
-from zerolink.proto.events import Closed, StanzaIn, StanzaRejected, StreamErrorSent
+from zerolink.proto.events import (
+    STREAM_ERROR_TAG,
+    Closed,
+    StanzaIn,
+    StanzaRejected,
+    StreamErrorSent,
+)
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import COMPONENT_NS, SERVER_NS, Element
 from zerolink.xml.parser import ParseError, StanzaReceived, StreamClosed, StreamOpened, StreamParser
 from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
 
 HANDSHAKE = f"{{{SERVER_NS}}}handshake"  # the parser maps the component namespace to ours
-STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
 
 
 class State(enum.Enum):

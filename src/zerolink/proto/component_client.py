@@ -12,16 +12,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS
 from zerolink.proto.component import handshake_digest
-from zerolink.proto.events import Closed, StanzaIn
+from zerolink.proto.events import STREAM_ERROR_TAG, Closed, StanzaIn, stream_error_of
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import COMPONENT_NS, SERVER_NS, Element
 from zerolink.xml.parser import ParseError, StanzaReceived, StreamClosed, StreamOpened, StreamParser
 from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
 
 HANDSHAKE = f"{{{SERVER_NS}}}handshake"
-STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
 
 
 class State(enum.Enum):
@@ -150,13 +148,7 @@ class ComponentClient:
         return events
 
     def _peer_error(self, el: Element) -> list[Event]:
-        condition, text = "undefined-condition", None
-        for child in el.elements():
-            if child.namespace == STREAM_ERROR_NS:
-                if child.local == "text":
-                    text = child.text
-                else:
-                    condition = child.local
+        condition, text = stream_error_of(el)
         self.state = State.CLOSED
         return [Failed(condition, text), Closed(f"upstream stream error {condition}")]
 

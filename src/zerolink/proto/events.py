@@ -1,11 +1,29 @@
-"""Events shared by the stream sessions (x2x, component, component_client, c2s)."""
+"""Events shared by the stream sessions (x2x, component, component_client, c2s), and the reading
+of a received ``<stream:error>``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zerolink.errors import StanzaError
+from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError
 from zerolink.xml.element import Element
+
+STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
+
+
+def stream_error_of(el: Element) -> tuple[str, str | None]:
+    """The condition and text of a received ``<stream:error>`` (RFC 6120 §4.9.2).
+
+    The condition is ``undefined-condition`` when the element names none.
+    """
+    condition, text = "undefined-condition", None
+    for child in el.elements():
+        if child.namespace == STREAM_ERROR_NS:
+            if child.local == "text":
+                text = child.text
+            else:
+                condition = child.local
+    return condition, text
 
 
 @dataclass(slots=True)

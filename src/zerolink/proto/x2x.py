@@ -24,15 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from zerolink.domains import DomainSet
-from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError, StreamError
+from zerolink.errors import StanzaError, StreamError
 from zerolink.jid import JIDError, normalize_domain, parse_jid
 from zerolink.proto import acks
 from zerolink.proto.events import (
+    STREAM_ERROR_TAG,
     Closed,
     StanzaIn,
     StanzaRejected,
     StreamErrorReceived,
     StreamErrorSent,
+    stream_error_of,
 )
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import SERVER_NS, Element
@@ -48,7 +50,6 @@ from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, strea
 IMPLIED_HEADER = (
     b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
 )
-STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
 KEEPALIVE = b" "
 
 
@@ -338,13 +339,7 @@ class X2XSession:
         return events
 
     def _received_stream_error(self, el: Element, now: float) -> list[Event]:
-        condition, text = "undefined-condition", None
-        for child in el.elements():
-            if child.namespace == STREAM_ERROR_NS:
-                if child.local == "text":
-                    text = child.text
-                else:
-                    condition = child.local
+        condition, text = stream_error_of(el)
         if self.state is State.OPEN:
             self._write(STREAM_CLOSE, now)
         self.state = State.CLOSED
