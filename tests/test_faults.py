@@ -605,11 +605,12 @@ async def test_a_rejected_stanza_does_not_loop_the_link(tmp_path, procs, sides):
 async def test_a_stalled_component_does_not_disorder_the_link(tmp_path, procs, sides):
     """Ground's component stops reading for a while: no stanza lost, duplicated or reordered.
 
-    While it stalls, ground stops reading the X2X connection (backpressure), so it answers no
-    <r/>; air calls the connection dead after ack_timeout and reconnects, twice here; ground,
-    not reading, does not notice the aborts. When the component reads again, ground handles
-    what the dead connections still held, interleaved with the newest connection's stanzas:
-    each must be judged by its own number (it used to be counted as the next one).
+    While it stalls, ground stops reading the X2X connection (backpressure). Air's end of the
+    connection is cut twice meanwhile (as a dying link would, or air's ack_timeout when
+    ground stops reading altogether); ground, not reading, does not notice. When the component
+    reads again, ground handles what the dead connections still held, interleaved with the
+    newest connection's stanzas: each must be judged by its own number (it used to be counted
+    as the next one).
     """
     air, ground = sides
     a = procs(air, ground, tmp_path, ack_timeout=1).start()
@@ -624,7 +625,11 @@ async def test_a_stalled_component_does_not_disorder_the_link(tmp_path, procs, s
         sending = asyncio.create_task(
             send_paced(src, f"ops@{ground.bot}", n, batch=200, interval=0.005, pad=pad)
         )
-        await until(wait_log(a, "no acknowledgement from", 2), 10, "two ack timeouts", a, g)
+        for cut in range(2):
+            await until(wait_log(a, "link ground: up", cut + 1), 10, "link up", a, g)
+            await asyncio.sleep(0.3)  # stanzas pile up in ground's unread buffers
+            await ss_kill(AIR_IP, GROUND_IP, air.x2x_port, ground.x2x_port)
+        await until(wait_log(a, "link ground: up", 3), 10, "third connection", a, g)
         dst.writer.transport.resume_reading()
         await sending
         # Everything acknowledged: whatever ground will deliver, it has by now.

@@ -72,9 +72,7 @@ def test_imports_follow_the_layers(path: Path):
         assert LAYERS[target] < LAYERS[me], f"{path.name} ({me}) imports {name}"
 
 
-@pytest.mark.parametrize(
-    "path", sorted((SRC / "proto").rglob("*.py")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted((SRC / "proto").rglob("*.py")), ids=lambda p: p.name)
 def test_proto_is_sans_io(path: Path):
     bad = {n for n in imports(path) if n.split(".")[0] in IO_MODULES}
     assert not bad, f"{path.name} imports {bad}"

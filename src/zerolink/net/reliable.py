@@ -289,13 +289,17 @@ class Reliable:
             # Some of it is still in our buffers toward a component or client: ask again.
             self._ack_handle = self.loop.call_later(self.link.cfg.ack_delay, self._ack_due)
 
-    def send_ack(self, conn: X2XConnection | None) -> None:
-        """`<a h=''/>` with the received count that is on disk (see `_save_state`)."""
+    def send_ack(self, conn: X2XConnection | None, *, requested: bool = False) -> None:
+        """`<a h=''/>` with the received count that is on disk (see `_save_state`).
+
+        An `<r/>` is always answered, even without progress: it tells the sender that this
+        side is alive though its count waits for a slow component (XEP-0198 semantics).
+        """
         if conn is None or not conn.is_open:
             return
         self._save_state()
         self.store.commit()
-        if self._saved_count != self._acked_count:
+        if requested or self._saved_count != self._acked_count:
             self._acked_count = self._saved_count
             conn.send_control(acks.ack_element(self._saved_count))
 

@@ -206,7 +206,7 @@ class X2XConnection(SessionDriver):
                 elif isinstance(ev, x2x.AckIn):
                     reliable.on_ack(ev.h)
                 else:
-                    reliable.send_ack(self)
+                    reliable.send_ack(self, requested=True)
             elif isinstance(ev, x2x.StreamErrorSent):
                 log.warning(
                     "link %s: stream error sent to %s: %s%s",
