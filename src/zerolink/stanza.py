@@ -15,15 +15,6 @@ STANZA_TAGS = frozenset({MESSAGE, PRESENCE, IQ})
 ERROR = f"{{{SERVER_NS}}}error"
 
 
-def is_stanza(el: Element) -> bool:
-    """True for message, presence and iq in the stream's content namespace."""
-    return el.tag in STANZA_TAGS
-
-
-def is_error(el: Element) -> bool:
-    return el.attrib.get("type") == "error"
-
-
 def error_reply(stanza: Element, error: StanzaError) -> Element | None:
     """The error stanza to send back for `stanza`, or None when none may be sent.
 

@@ -31,10 +31,6 @@ class StanzaQueue:
         self._items.append((now + self.timeout, stanza))
         return True
 
-    def push_front(self, stanza: Element, deadline: float) -> None:
-        """Put a stanza back at the head (it could not be sent after all)."""
-        self._items.appendleft((deadline, stanza))
-
     def pop(self) -> tuple[float, Element]:
         """Remove and return (deadline, stanza) of the oldest entry."""
         return self._items.popleft()
