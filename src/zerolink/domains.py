@@ -25,25 +25,17 @@ class DomainSet:
                 self._exact.add(p)
 
     def __contains__(self, domain: object) -> bool:
-        if not isinstance(domain, str):
-            return False
-        if domain in self._exact:
-            return True
-        if not self._suffixes:
-            return False
-        # "*.x" matches any domain strictly below x, at any depth.
-        rest = domain
-        while True:
-            _, dot, rest = rest.partition(".")
-            if not dot:
-                return False
-            if rest in self._suffixes:
-                return True
+        return isinstance(domain, str) and self.match(domain) is not None
 
     def match(self, domain: str) -> str | None:
-        """The pattern that covers `domain` (exact first, then the longest suffix), or None."""
+        """The pattern that covers `domain` (exact first, then the longest suffix), or None.
+
+        "*.x" matches any domain strictly below x, at any depth.
+        """
         if domain in self._exact:
             return domain
+        if not self._suffixes:
+            return None
         rest = domain
         while True:
             _, dot, rest = rest.partition(".")

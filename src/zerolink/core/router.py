@@ -40,8 +40,8 @@ class Router:
 
     def __init__(self, own_domains: Iterable[str]) -> None:
         self._own = set(own_domains)
-        self._exact: dict[str, Route] = {}
-        self._suffix: dict[str, Route] = {}
+        self._routes: dict[str, Route] = {}  # pattern (exact or *.suffix) -> route
+        self._patterns = DomainSet()
         self._local_patterns: list[str] = list(self._own)
         self._local = DomainSet(self._local_patterns)
         self.bounced = 0
@@ -53,13 +53,12 @@ class Router:
         address stanzas to them.
         """
         for p in patterns:
-            table = self._suffix if p.startswith("*.") else self._exact
-            key = p[2:] if p.startswith("*.") else p
-            if key in table:
-                raise ValueError(f"domain {p} already has a route ({table[key].name})")
-            table[key] = route
+            if p in self._routes:
+                raise ValueError(f"domain {p} already has a route ({self._routes[p].name})")
+            self._routes[p] = route
             if local:
                 self._local_patterns.append(p)
+        self._patterns = DomainSet(self._routes)
         self._local = DomainSet(self._local_patterns)
 
     def is_local(self, domain: str) -> bool:
@@ -67,17 +66,8 @@ class Router:
         return domain in self._local
 
     def route_for(self, domain: str) -> Route | None:
-        route = self._exact.get(domain)
-        if route is not None or not self._suffix:
-            return route
-        rest = domain
-        while True:
-            _, dot, rest = rest.partition(".")
-            if not dot:
-                return None
-            route = self._suffix.get(rest)
-            if route is not None:
-                return route
+        pattern = self._patterns.match(domain)
+        return self._routes[pattern] if pattern is not None else None
 
     def route(self, stanza: Element) -> Route | None:
         """Hand a stanza to the route for its `to` domain, or bounce it.
