@@ -9,6 +9,7 @@ head (acknowledged, or past their deadline), so sequence numbers stay contiguous
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from zerolink.xml.element import Element
@@ -86,15 +87,7 @@ class ReliableLog:
 
     def ack(self, h: int) -> list[Entry]:
         """The peer has received every stanza below `h`: forget them."""
-        out: list[Entry] = []
-        entries = self._entries
-        while entries and entries[0].seq < h:
-            entry = entries.popleft()
-            self.bytes -= entry.size
-            if self._sent:
-                self._sent -= 1
-            out.append(entry)
-        return out
+        return self._pop_head(lambda e: e.seq < h)
 
     def renumber(self, shift: int) -> None:
         """Move every sequence number up by `shift` (this side's numbering was lost)."""
@@ -105,9 +98,13 @@ class ReliableLog:
 
     def expire(self, now: float) -> list[Entry]:
         """Remove and return the head entries whose deadline passed (sent or not)."""
+        return self._pop_head(lambda e: e.deadline <= now)
+
+    def _pop_head(self, leaves: Callable[[Entry], bool]) -> list[Entry]:
+        """Remove entries from the head while `leaves` says so (only the head ever leaves)."""
         out: list[Entry] = []
         entries = self._entries
-        while entries and entries[0].deadline <= now:
+        while entries and leaves(entries[0]):
             entry = entries.popleft()
             self.bytes -= entry.size
             if self._sent:
