@@ -207,18 +207,11 @@ class X2XConnection(SessionDriver):
                     reliable.on_ack(ev.h)
                 else:
                     reliable.send_ack(self, requested=True)
-            elif isinstance(ev, x2x.StreamErrorSent):
+            elif isinstance(ev, x2x.StreamErrorSent | x2x.StreamErrorReceived):
                 log.warning(
-                    "link %s: stream error sent to %s: %s%s",
+                    "link %s: stream error %s %s: %s%s",
                     link.name,
-                    self.peer,
-                    ev.condition,
-                    f" ({ev.text})" if ev.text else "",
-                )
-            elif isinstance(ev, x2x.StreamErrorReceived):
-                log.warning(
-                    "link %s: stream error from %s: %s%s",
-                    link.name,
+                    "sent to" if isinstance(ev, x2x.StreamErrorSent) else "from",
                     self.peer,
                     ev.condition,
                     f" ({ev.text})" if ev.text else "",
