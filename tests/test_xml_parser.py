@@ -19,6 +19,7 @@ from zerolink.xml import (
     StreamOpened,
     StreamParser,
     Whitespace,
+    deferral,
 )
 
 STREAMS = "http://etherx.jabber.org/streams"
@@ -400,3 +401,24 @@ def test_depth_limit() -> None:
     deep = b"<a>" * 6 + b"</a>" * 6
     p = StreamParser(implied_header=X2X_HEADER, max_depth=5)
     assert condition_of(p, deep) == "policy-violation"
+
+
+# -- expat's reparse deferral (expat >= 2.6, and Debian 12's patched 2.5.0) ---------------------
+IQ = (
+    b"<iq type='get' id='abcdefghijklmnop' to='ground.example' from='air.example'>"
+    b"<ping xmlns='urn:xmpp:ping'/></iq>"
+)
+
+
+def test_deferral_is_turned_off_on_this_python() -> None:
+    # "deferring" means a stanza completed by a short second read would wait for more input.
+    assert deferral.STATUS in ("python-api", "no-deferral", "ctypes")
+
+
+@pytest.mark.parametrize("cut", range(1, len(IQ)))
+def test_a_stanza_completed_by_a_second_read_is_delivered_at_once(cut: int) -> None:
+    # The first read ends inside the first (long) tag; the second read is shorter than the
+    # first, which is exactly when a deferring expat holds the token back.
+    p = x2x()
+    events = p.feed(IQ[:cut]) + p.feed(IQ[cut:])
+    assert [el.get("id") for el in stanzas(events)] == ["abcdefghijklmnop"]

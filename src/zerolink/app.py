@@ -29,6 +29,7 @@ from zerolink.store import (
     RosterStore,
 )
 from zerolink.users import as_scram, open_database
+from zerolink.xml import deferral
 
 log = logging.getLogger("zerolink")
 
@@ -53,6 +54,11 @@ class Server:
         cfg = self.config
         for warning in warnings_for(cfg):
             log.warning("%s", warning)
+        if deferral.STATUS == "deferring":
+            log.warning(
+                "this Python's expat defers parsing and it cannot be turned off: a stanza may"
+                " wait for the next bytes to arrive; use Python >= 3.11.9 or another libexpat"
+            )
         cfg.server.data_dir.mkdir(parents=True, exist_ok=True)
         for comp in cfg.components:
             route = ComponentRoute(comp.domain, comp.secret, self.router)

@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 from xml.parsers import expat
 
 from zerolink.errors import STREAMS_NS, StreamError
+from zerolink.xml import deferral
 from zerolink.xml.element import SERVER_NS, Element
 
 __all__ = [
@@ -250,8 +251,7 @@ class StreamParser:
         p.ordered_attributes = False
         p.specified_attributes = True
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-        if hasattr(p, "SetReparseDeferralEnabled"):  # expat >= 2.6 would delay big tokens
-            p.SetReparseDeferralEnabled(False)
+        deferral.disable(p)  # expat >= 2.6 would hold a completed token until more input
 
         content_ns = self.content_ns
         max_depth = self.max_depth
