@@ -866,7 +866,7 @@ def run(reads: list[list[bytes]]) -> tuple[list[c2s.Event], bytes]:
         if s.state is c2s.State.WAIT_TLS:
             s.tls_established(0.0)
         if s.state is c2s.State.BIND_PENDING:
-            s.bind_succeeded(JID.parse("juliet@example.com/balcony"))
+            events.extend(s.bind_succeeded(JID.parse("juliet@example.com/balcony")))
             out += s.data_to_send()
     return events, out
 
@@ -937,3 +937,87 @@ def test_elements_before_authentication_are_small():
     body = "x" * 40000
     (ev,) = c.send(f"<message to='romeo@example.net'><body>{body}</body></message>".encode())
     assert isinstance(ev, c2s.StanzaIn)
+
+
+# -- regressions: what real clients send ---------------------------------------------------
+def features_after_success(c: Client) -> Element:
+    """The features of the restarted stream, from output that starts with <success/>."""
+    out = c.s.data_to_send()
+    success = f"<success xmlns='{SASL_NS}'/>".encode()
+    assert out.startswith(success)
+    c.restart()
+    (feats,) = [
+        ev.element for ev in c.parser.feed(out[len(success) :]) if isinstance(ev, StanzaReceived)
+    ]
+    return feats
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-read", "separate-reads"])
+def test_whitespace_after_auth_is_not_part_of_the_restarted_stream(together: bool):
+    # go-sendxmpp (go-xmpp) writes a newline after </auth>, then restarts with an XML
+    # declaration: the newline belongs to the old stream, not before the new one's <?xml.
+    c = secure_session()
+    if together:
+        events = c.send(plain("juliet", PASSWORD) + b"\n" + header())
+    else:
+        events = c.send(plain("juliet", PASSWORD) + b"\n")
+        assert c.send(b"\r\n ") == []
+        events += c.send(header())
+    assert events == [c2s.Authenticated("juliet", DOMAIN)]
+    assert features_after_success(c).find(f"{{{BIND_NS}}}bind") is not None
+
+
+def test_whitespace_before_the_header_after_starttls():
+    c = Client(new())
+    c.send(header())
+    c.read()
+    c.send(STARTTLS)
+    c.read()
+    c.s.tls_established(0.0)
+    c.restart()
+    assert c.send(b"\n") == []
+    assert c.send(header()) == []
+    assert mechanisms(features(c)) == ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+
+
+def test_restart_after_an_empty_auth_element_with_a_quoted_gt():
+    # The element that completes SASL may be an empty-element tag whose attribute holds '>'.
+    c = secure_session()
+    c.send(auth("PLAIN", None).replace(b">", b" x='a>b'>", 1))
+    assert c.one().tag == f"{{{SASL_NS}}}challenge"
+    step = response(b"\0juliet\0" + PASSWORD.encode()) + b" " + header()
+    assert c.send(step) == [c2s.Authenticated("juliet", DOMAIN)]
+    assert features_after_success(c).find(f"{{{BIND_NS}}}bind") is not None
+
+
+def test_bind_message_and_ping_pipelined_in_one_write():
+    c = authenticated()
+    ping = f"<iq type='get' id='p1' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    msg = "<message to='romeo@example.net' id='m1'><body>hi</body></message>"
+    events = c.send(bind("balcony") + msg.encode() + ping.encode())
+    assert events == [c2s.BindRequest("balcony")]
+    later = c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/balcony"))
+    assert kinds(later) == [c2s.StanzaIn, c2s.StanzaIn]
+    assert [e.stanza.get("id") for e in later] == ["m1", "p1"]  # type: ignore[union-attr]
+    assert all(e.stanza.get("from") == f"juliet@{DOMAIN}/balcony" for e in later)  # type: ignore[union-attr]
+    (result,) = c.read()
+    assert result.get("id") == "b1" and result.get("type") == "result"
+    assert c.s.state is c2s.State.BOUND
+
+
+def test_pipelined_stanzas_after_a_failed_bind_are_refused_in_order():
+    c = authenticated()
+    msg = b"<message to='romeo@example.net' id='m1'><body>hi</body></message>"
+    assert c.send(bind("balcony") + msg) == [c2s.BindRequest("balcony")]
+    later = c.s.bind_failed("conflict")
+    assert kinds(later) == [c2s.StreamErrorSent, c2s.Closed]
+    out = c.read()
+    assert iq_error_of(out[0]) == ("conflict", "cancel")
+    assert stream_error_of(out) == "not-authorized"
+
+
+def test_bind_answer_after_the_client_closed_is_ignored():
+    c = authenticated()
+    events = c.send(bind("balcony") + b"</stream:stream>")
+    assert kinds(events) == [c2s.BindRequest, c2s.Closed]
+    assert c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/balcony")) == []

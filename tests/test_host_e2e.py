@@ -301,3 +301,55 @@ async def test_direct_tls_listener_xep_0368(tmp_path, hosted):
     finally:
         await a.stop()
         await g.stop()
+
+
+async def test_go_xmpp_style_client_newline_restart_and_pipelined_bind(tmp_path, hosted):
+    # go-sendxmpp writes "\n" after </auth> and restarts with an XML declaration; then a
+    # client may pipeline bind, a message and a ping in one write (RFC 6120 allows it).
+    air, ground = hosted
+    tls_port = free_port(AIR_IP)
+    air.extra = host_block(air) + f'direct_tls_listen = "{air.ip}:{tls_port}"\n'
+    a, g = await start_pair(tmp_path, air, ground)
+    make_user(a, "pilot@air.example", "pilot-pw")
+    header = (
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' to='air.example' version='1.0'>\n"
+    )
+    try:
+        ctx = ssl.create_default_context(
+            cafile=str(a.config.server.data_dir / "tls" / "self-signed.pem")
+        )
+        reader, writer = await asyncio.open_connection(
+            air.ip, tls_port, ssl=ctx, server_hostname="air.example"
+        )
+
+        async def read_until(marker: bytes) -> bytes:
+            got = b""
+            while marker not in got:
+                chunk = await asyncio.wait_for(reader.read(4096), 5)
+                assert chunk, f"connection closed before {marker!r}: {got!r}"
+                got += chunk
+            return got
+
+        writer.write(header)
+        await read_until(b"</stream:features>")
+        writer.write(
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+            b"AHBpbG90AHBpbG90LXB3</auth>\n"
+        )
+        assert b"<success" in await read_until(b"<success")
+        writer.write(header)
+        assert b"<bind" in await read_until(b"</stream:features>")
+        writer.write(
+            b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            b"<resource>go</resource></bind></iq>"
+            b"<message to='ops@ground.example' id='m1'><body>hi</body></message>"
+            b"<iq type='get' id='p1' to='air.example'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        replies = await read_until(b"id='p1'")
+        assert b"<jid>pilot@air.example/go</jid>" in replies
+        assert b"error" not in replies
+        writer.close()
+    finally:
+        await a.stop()
+        await g.stop()

@@ -164,11 +164,11 @@ class C2SConnection(SessionDriver):
         try:
             jid = self.listener.host.bind(self, sess.authenticated_user, sess.domain, resource)
         except StanzaError as exc:
-            sess.bind_failed(exc.condition, exc.text)
+            self.handle_events(sess.bind_failed(exc.condition, exc.text))
             return
         self.jid = jid
-        sess.bind_succeeded(jid)
         log.info("client %s: bound %s", self.peer, jid)
+        self.handle_events(sess.bind_succeeded(jid))
 
     def on_tls_handshake(self) -> None:
         if not self.session.secure:

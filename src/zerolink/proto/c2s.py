@@ -47,6 +47,8 @@ Choices where RFC 6120 leaves room or where several conditions could apply:
   ``<not-authorized/>`` (§7.1), including stanzas addressed to the server (stricter than
   required: there is no full JID to stamp them with yet). Non-stanza elements there are
   ``<unsupported-stanza-type/>``.
+* Stanzas pipelined after the bind request (RFC 6120 does not forbid it) are held until the
+  host answers the request, then handled as if they arrived after the answer.
 * Bind (§7.6-7.7): a resourcepart that RFC 7622 rejects is the iq error ``<bad-request/>``
   (modify, §7.7.2.1); an empty ``<resource/>`` means "generate one" (None). One resource per
   stream (binding several is not part of RFC 6120): a second bind iq, pending or after
@@ -71,7 +73,9 @@ Choices where RFC 6120 leaves room or where several conditions could apply:
 * Before authentication an element may be at most `PREAUTH_MAX_STANZA_SIZE` bytes (or
   `max_stanza_size` if smaller), so an anonymous client cannot make us buffer much.
 * A client may pipeline the restart after its last SASL message (XEP-0305 Quickstart): what follows
-  the element that completed SASL in the same read goes to the new stream's parser.
+  the element that completed SASL in the same read goes to the new stream's parser (the parser
+  reports where each element ended). Whitespace between that element and the new header
+  (go-xmpp sends a newline) is not part of the new stream.
 * Closing (§4.4) is the X2X exchange: ``</stream:stream>``, wait `close_timeout` for the
   client's, done; a received ``</stream:stream>`` is answered with ours. After a stream error
   we write the error and ``</stream:stream>`` and are closed at once. Stanzas received while
@@ -81,7 +85,6 @@ Choices where RFC 6120 leaves room or where several conditions could apply:
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
@@ -263,6 +266,9 @@ class C2SSession:
         self._auth_failures = 0
         self._bind_id: str | None = None
         self._bind_to: str | None = None
+        # Elements after a pending bind request (at most one read's worth: the host answers
+        # the request before the next read).
+        self._held: list[Element] = []
         self._parser = self._new_parser()
 
     # -- output ------------------------------------------------------------------------
@@ -294,8 +300,15 @@ class C2SSession:
         self.secure = True
         self._restart()
 
-    def bind_succeeded(self, jid: JID) -> None:
-        """Answer the pending `BindRequest` with `jid`; stanzas flow from now on."""
+    def bind_succeeded(self, jid: JID) -> list[Event]:
+        """Answer the pending `BindRequest` with `jid`; stanzas flow from now on.
+
+        Returns the events of what the client pipelined after its bind request (RFC 6120
+        allows it), processed now that there is a full JID to stamp them with.
+        """
+        if self.state in (State.CLOSING, State.CLOSED) and self._bind_id is not None:
+            self._held.clear()
+            return []  # the client went away (or erred) after asking: nothing to answer
         if self.state is not State.BIND_PENDING:
             raise RuntimeError(f"no bind request pending (state {self.state.value})")
         if (
@@ -310,17 +323,38 @@ class C2SSession:
         self.jid = jid
         self.state = State.BOUND
         self._deadline = None
+        return self._release_held()
 
     def bind_failed(
         self, condition: str, text: str | None = None, *, type: str | None = None
-    ) -> None:
-        """Answer the pending `BindRequest` with an iq error; the client may try again."""
+    ) -> list[Event]:
+        """Answer the pending `BindRequest` with an iq error; the client may try again.
+
+        Returns the events of what the client pipelined after its bind request.
+        """
+        if self.state in (State.CLOSING, State.CLOSED) and self._bind_id is not None:
+            self._held.clear()
+            return []
         if self.state is not State.BIND_PENDING:
             raise RuntimeError(f"no bind request pending (state {self.state.value})")
         reply = self._iq_reply("error")
         reply.append(error_element(StanzaError(condition, text, type)))
         self._write_el(reply)
         self.state = State.WAIT_BIND
+        return self._release_held()
+
+    def _release_held(self) -> list[Event]:
+        """Process the elements that arrived while the bind request was pending."""
+        events: list[Event] = []
+        held, self._held = self._held, []
+        try:
+            for el in held:
+                self._element(el, events)
+                if self.state is State.CLOSED:
+                    break
+        except StreamError as exc:
+            events.extend(self._fail(exc))
+        return events
 
     def stream_error(
         self, condition: str, text: str | None = None, now: float = 0.0
@@ -383,23 +417,23 @@ class C2SSession:
 
     def _process(self, data: bytes, events: list[Event]) -> None:
         error: ParseError | None = None
+        parser = self._parser
         try:
-            parsed = self._parser.feed(data)
+            parsed = parser.feed(data)
         except ParseError as exc:
             # Stanzas completed before the error are still processed (RFC 6120 §4.9.1.1).
             parsed, error = exc.events, exc
-        sasl_elements = 0
         try:
             for ev in parsed:
                 if isinstance(ev, StanzaReceived):
-                    if ev.element.tag in (AUTH, RESPONSE):
-                        sasl_elements += 1
                     try:
                         self._element(ev.element, events)
                     except _Restart:
                         if self.state is State.WAIT_TLS:
                             raise
-                        raise _Restart(_after_nth_sasl_element(data, sasl_elements)) from None
+                        # What the client sent after this element, in this read.
+                        after = parser.received - ev.end
+                        raise _Restart(data[len(data) - after :] if after else b"") from None
                 elif isinstance(ev, StreamOpened):
                     self._open(ev.attrs)
                 elif isinstance(ev, StreamClosed):
@@ -418,9 +452,17 @@ class C2SSession:
     # -- stream header -----------------------------------------------------------------
     def _new_parser(self) -> StreamParser:
         limit = self._max_stanza_size
-        if self.authenticated_user is None:
+        preauth = self.authenticated_user is None
+        if preauth:
             limit = min(limit, PREAUTH_MAX_STANZA_SIZE)
-        return StreamParser(content_ns=CLIENT_NS, max_stanza_size=limit, max_depth=self._max_depth)
+        # Before authentication the stream may restart after any element (SASL success),
+        # so the parser reports where each element ended.
+        return StreamParser(
+            content_ns=CLIENT_NS,
+            max_stanza_size=limit,
+            max_depth=self._max_depth,
+            track_ends=preauth,
+        )
 
     def _restart(self) -> None:
         self._parser = self._new_parser()
@@ -619,6 +661,8 @@ class C2SSession:
                 self._iq_error(el, StanzaError("not-allowed", "a bind request is pending"))
                 return
             self._bind(el, events)
+        elif self.state is State.BIND_PENDING:
+            self._held.append(el)  # pipelined after the bind request: handled once bound
         elif _sm_request(el):
             self._sm_failed(el)
         elif el.tag in STANZA_TAGS:
@@ -737,27 +781,6 @@ class C2SSession:
             StreamErrorSent(exc.condition, exc.text),
             Closed(f"stream error {exc.condition}: {exc.text or ''}".rstrip(": ")),
         ]
-
-
-# The end of an <auth> or <response> element, any prefix. Their content is base64, so the
-# first such end after an element's start is its own.
-_SASL_END = re.compile(
-    rb"</(?:[^\s<>/:]+:)?(?:auth|response)\s*>|<(?:[^\s<>/:]+:)?(?:auth|response)(?:\s[^<>]*)?/>"
-)
-
-
-def _after_nth_sasl_element(data: bytes, n: int) -> bytes:
-    """What follows the n-th ``<auth>``/``<response>`` element that ends in `data`.
-
-    The parser reads a whole chunk at once (one feed per '>' would make a flood of '>' cost
-    thousands of times more CPU), so where the element that completed SASL ends is found
-    again here. Only the client's own stream can be confused by a contrived chunk: it has
-    authenticated, and every byte of the chunk is its own.
-    """
-    for i, m in enumerate(_SASL_END.finditer(data), 1):
-        if i == n:
-            return data[m.end() :]
-    return b""
 
 
 def _sasl_el(local: str, text: str) -> Element:

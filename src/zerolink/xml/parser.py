@@ -68,10 +68,16 @@ class StreamOpened:
 
 @dataclass(slots=True)  # not frozen: built once per stanza, frozen costs ~3x
 class StanzaReceived:
-    """A complete top-level element; size is the bytes it occupied (end tag excluded)."""
+    """A complete top-level element; size is the bytes it occupied (end tag excluded).
+
+    With ``track_ends`` on, `end` is the offset just past the element in the bytes given to
+    `StreamParser.feed` (counted from the parser's first byte), else -1: a session that
+    restarts the stream after this element hands what follows to the next parser exactly.
+    """
 
     element: Element
     size: int
+    end: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +220,7 @@ class StreamParser:
         max_stanza_size: int = 262144,
         max_depth: int = 64,
         implied_header: bytes | None = None,
+        track_ends: bool = False,
     ) -> None:
         self.content_ns = content_ns
         self.max_stanza_size = max_stanza_size
@@ -225,7 +232,15 @@ class StreamParser:
         # First (up to 5) non-whitespace bytes after priming, to recognise "<?xml" there.
         self._lead = b""
         self._lead_done = not self._implied
-        self._fed = 0
+        self._fed = 0  # bytes given to expat (the implied header included)
+        #: Bytes given to `feed` so far (leading whitespace of the stream included).
+        self.received = 0
+        self._started = self._implied  # a non-whitespace byte was seen (or implied header)
+        self._base = 0  # expat offset + _base = offset in the bytes given to feed
+        # track_ends: input since the start of the current top-level token (expat offsets).
+        self._track = track_ends
+        self._window = b""
+        self._window_at = 0
         self._parser = self._build()
         if implied_header is not None:
             try:
@@ -236,6 +251,8 @@ class StreamParser:
                 raise ValueError(f"implied header {implied_header!r} is not a bare stream header")
             self._events.clear()
             self._reset_ws()
+            self._base = -self._fed
+            self._window_at = self._fed
 
     @property
     def header_seen(self) -> bool:
@@ -257,6 +274,7 @@ class StreamParser:
         max_depth = self.max_depth
         max_size = self.max_stanza_size
         implied = self._implied
+        track = self._track
         cache, convert = _tag_namer(content_ns)
         cached = cache.get
         new = Element.__new__
@@ -328,7 +346,10 @@ class StreamParser:
                     raise StreamError(
                         "policy-violation", f"stanza too large ({size} bytes, limit {max_size})"
                     )
-                events.append(StanzaReceived(el, size))
+                if track:
+                    events.append(StanzaReceived(el, size, self._end_of_tag(p.CurrentByteIndex)))
+                else:
+                    events.append(StanzaReceived(el, size))
                 return
             events.append(_CLOSED)
             raise _Stop
@@ -356,6 +377,9 @@ class StreamParser:
             nonlocal saw_ws
             saw_ws = False
 
+        def stanza_begin() -> int:
+            return stanza_start
+
         def stanza_used() -> int:
             """Bytes held by the open stanza, or by a top-level token not yet complete."""
             if stack:
@@ -364,6 +388,7 @@ class StreamParser:
 
         self._reset_ws = reset_ws
         self._stanza_used = stanza_used
+        self._stanza_start = stanza_begin
         p.StartElementHandler = start
         p.EndElementHandler = end
         p.CharacterDataHandler = text
@@ -376,8 +401,51 @@ class StreamParser:
         p.ProcessingInstructionHandler = _reject_pi
         return p
 
+    def _end_of_tag(self, at: int) -> int:
+        """Offset (in fed bytes) just past the end tag or empty-element tag starting at `at`."""
+        buf = self._window
+        i = at - self._window_at
+        if buf[i + 1 : i + 2] == b"/":
+            j = buf.index(b">", i)  # an end tag holds no other '>'
+        else:  # an empty-element tag: '>' may occur inside quoted attribute values
+            quote = 0
+            j = i
+            for j in range(i, len(buf)):
+                c = buf[j]
+                if quote:
+                    if c == quote:
+                        quote = 0
+                elif c in (0x22, 0x27):
+                    quote = c
+                elif c == 0x3E:
+                    break
+        return self._window_at + j + 1 + self._base
+
+    def _trim_window(self) -> None:
+        """Keep only the input from the start of the top-level token still open, if any."""
+        buf = self._window
+        if self._stack:
+            keep = self._stanza_start() - self._window_at
+        else:  # between elements only whitespace and one incomplete tag: it starts at '<'
+            keep = buf.rfind(b"<")
+            if keep < 0:
+                keep = len(buf)
+        if keep > 0:
+            self._window = buf[keep:]
+            self._window_at += keep
+
     def _feed(self, data: bytes) -> None:
         """Give data to expat in chunks of at most max_stanza_size; check the limit after each."""
+        if self._track:
+            self._window += data
+            try:
+                self._feed_chunks(data)
+            finally:
+                self._trim_window()
+        else:
+            self._feed_chunks(data)
+
+    def _feed_chunks(self, data: bytes) -> None:
         parse = self._parser.Parse
         limit = self.max_stanza_size
         n = len(data)
@@ -408,6 +476,18 @@ class StreamParser:
             raise ParseError(err.condition, err.text)
         if self._stopped or not data:
             return []
+        self.received += len(data)
+        if not self._started:
+            # Whitespace before a (re)started stream's first token belongs to the stream
+            # before it (e.g. a newline after </auth>): an XML declaration may still follow.
+            stripped = data.lstrip(b" \t\r\n")
+            skipped = len(data) - len(stripped)
+            if skipped:
+                self._base += skipped
+                data = stripped
+                if not data:
+                    return []
+            self._started = True
         if not self._lead_done:
             lead = (self._lead + data).lstrip(b" \t\r\n")[:5]
             self._lead = lead
