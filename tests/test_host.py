@@ -394,6 +394,24 @@ def test_sessions_per_account_are_limited(w: World) -> None:
     assert w.host.bind(Session(), "juliet", "air.example", "two") == JID.parse(J + "/two")
 
 
+def test_sessions_of_a_deleted_account_are_ended(w: World) -> None:
+    w.put(J, M, "from")
+    a, b = w.connect(J, "a"), w.connect(J, "b")
+    other = w.connect(R)
+    assert w.host.end_deleted_sessions() == []  # nothing deleted: nothing happens
+    w.accounts.users.discard(J)  # `zerolink user delete` in another process
+    assert w.host.end_deleted_sessions() == [J]
+    assert a.kicked == b.kicked == [("not-authorized", "account deleted")]
+    assert w.host.sessions_of(J) == [] and w.host.sessions_of(R) == [other]
+    assert other.kicked == []
+    # unbound first: the contact saw each resource go unavailable
+    assert sorted(presences(w.link.take())) == [
+        ("presence", "unavailable", J + "/a", M),
+        ("presence", "unavailable", J + "/b", M),
+    ]
+    assert w.host.end_deleted_sessions() == []
+
+
 # -- roster --------------------------------------------------------------------------------------
 def test_roster_get_set_push_remove_and_versions(w: World) -> None:
     a = w.connect(J, "a", roster=False, presence=None)

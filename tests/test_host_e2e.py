@@ -267,6 +267,31 @@ async def test_roster_survives_restart_of_both_daemons(tmp_path, hosted):
         await g.stop()
 
 
+async def test_shutdown_with_a_client_online_tells_its_contacts(tmp_path, hosted):
+    """Clients end before the links close and the store does: their unavailable presence
+    still crosses the link (it used to hit a closed link, and a closed database)."""
+    air, ground = hosted
+    a, g = await start_pair(tmp_path, air, ground)
+    make_user(a, "pilot@air.example", "pilot-pw")
+    make_user(g, "ops@ground.example", "ops-pw")
+    pilot = await Client("pilot@air.example/cockpit", "pilot-pw", air, a).start()
+    ops = await Client("ops@ground.example/desk", "ops-pw", ground, g).start()
+    stopped = False
+    try:
+        ops.send_presence(pto="pilot@air.example", ptype="subscribe")  # pilot approves
+        await ops.presence_from("pilot@air.example")
+        await a.stop()  # pilot is still online
+        stopped = True
+        p = await ops.presence_from("pilot@air.example", "unavailable")
+        assert p["from"].full == "pilot@air.example/cockpit"
+    finally:
+        await pilot.stop()
+        await ops.stop()
+        if not stopped:
+            await a.stop()
+        await g.stop()
+
+
 async def test_direct_tls_listener_xep_0368(tmp_path, hosted):
     air, ground = hosted
     tls_port = free_port(AIR_IP)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 
 from zerolink.config import Config, warnings_for
 from zerolink.core.host import LocalHost
@@ -27,11 +33,72 @@ from zerolink.store import (
     OfflineStore,
     RosterItem,
     RosterStore,
+    StoreError,
 )
 from zerolink.users import as_scram, open_database
 from zerolink.xml import deferral
 
 log = logging.getLogger("zerolink")
+
+# How often the daemon looks whether another process (`zerolink user delete`) changed the
+# database, in seconds: one `PRAGMA data_version` read, no query unless something changed.
+ACCOUNT_POLL = 1.0
+
+
+class StartupError(Exception):
+    """The configuration is valid but the machine does not let it run: an unusable data
+    folder, a certificate or key that cannot be read. The message starts with the key path."""
+
+
+def _read(path: Path, where: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise StartupError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _tls_context(cert: Path, key: Path, where: str, **kw: Any) -> SSL.Context:
+    """`make_context`, with each file checked first so that the error names the bad one."""
+    try:
+        x509.load_pem_x509_certificates(_read(cert, f"{where}.certificate"))
+    except ValueError:
+        raise StartupError(f"{where}.certificate: {cert} is not a PEM certificate") from None
+    try:
+        serialization.load_pem_private_key(_read(key, f"{where}.key"), password=None)
+    except (ValueError, TypeError):
+        raise StartupError(f"{where}.key: {key} is not an unencrypted PEM private key") from None
+    try:
+        return make_context(str(cert), str(key), **kw)
+    except SSL.Error as exc:
+        raise StartupError(
+            f"{where}.key: {key} does not go with the certificate {cert} ({exc})"
+        ) from None
+
+
+def check_files(cfg: Config) -> None:
+    """Every certificate, key and CA file the configuration names can be read and used,
+    checked before anything starts (a link's own context is only made when it first dials)."""
+    server = cfg.server
+    if cfg.host is not None and cfg.host.certificate is not None and cfg.host.key is not None:
+        _tls_context(cfg.host.certificate, cfg.host.key, "host", server_side=True)
+    for i, peer in enumerate(cfg.peers):
+        if peer.tls and peer.certificate is not None and peer.key is not None:
+            own = (peer.certificate, peer.key) != (server.certificate, server.key)
+            _tls_context(
+                peer.certificate, peer.key, f"peer[{i}]" if own else "server", server_side=False
+            )
+        ca = peer.identity.ca
+        if ca is not None:
+            try:
+                x509.load_pem_x509_certificates(_read(ca, f"peer[{i}].identity.ca"))
+            except ValueError:
+                raise StartupError(
+                    f"peer[{i}].identity.ca: {ca} holds no PEM certificate"
+                ) from None
+
+
+def _data_dir_error(path: Path, exc: OSError, what: str) -> StartupError:
+    return StartupError(f"server.data_dir: cannot {what} {path}: {exc.strerror or exc}")
 
 
 class Server:
@@ -48,6 +115,7 @@ class Server:
         self.clients: ClientListener | None = None
         self.db: Database | None = None
         self.upstream: UpstreamRoute | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self, *, start_links: bool = True) -> None:
         """Open listeners and, unless told otherwise, start the links' dialers."""
@@ -59,16 +127,37 @@ class Server:
                 "this Python's expat defers parsing and it cannot be turned off: a stanza may"
                 " wait for the next bytes to arrive; use Python >= 3.11.9 or another libexpat"
             )
-        cfg.server.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start(cfg)
+        except BaseException:
+            await self.stop(quiet=True)
+            raise
+        log.info("%s: serving %s", cfg.server.name, ", ".join(cfg.server.domains))
+        if self.upstream is not None:
+            self.upstream.start()
+        if self.host is not None and self.db is not None:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch_accounts(self.db), name="watch-accounts"
+            )
+        if start_links:
+            self.start_links()
+
+    async def _start(self, cfg: Config) -> None:
+        check_files(cfg)
+        data_dir = cfg.server.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _data_dir_error(data_dir, exc, "create") from None
+        if not data_dir.is_dir():
+            raise StartupError(f"server.data_dir: {data_dir} is not a folder")
         for comp in cfg.components:
             route = ComponentRoute(comp.domain, comp.secret, self.router)
             self.components[comp.domain] = route
             self.router.add([comp.domain], route, local=True)
         linklog = None
         if any(peer.acks for peer in cfg.peers):
-            if self.db is None:
-                self.db = open_database(cfg)
-            linklog = LinkLogStore(self.db)
+            linklog = LinkLogStore(self._database())
         for peer in cfg.peers:
             link = PeerLink(peer, cfg.server, self.router, linklog)
             self.links[peer.name] = link
@@ -84,48 +173,39 @@ class Server:
                 max_depth=cfg.server.max_depth,
             )
             self.router.add(cfg.upstream.domains, self.upstream, local=True)
-        try:
-            if self.clients is not None:
-                await self._listen_clients()
-            if cfg.component_listener is not None and self.components:
-                ep = cfg.component_listener.listen
-                srv = await loop.create_server(
-                    lambda: ComponentConnection(
-                        self.components,
-                        self.router,
-                        cfg.server.max_stanza_size,
-                        cfg.server.max_depth,
-                    ),
-                    ep.host,
-                    ep.port,
-                    reuse_address=True,
-                )
-                self._servers.append(srv)
-                log.info("components: listening on %s", ep)
-            by_endpoint: dict[tuple[str, int], list[PeerLink]] = {}
-            for link in self.links.values():
-                if link.cfg.direction != "outbound" and link.cfg.listen is not None:
-                    key = (link.cfg.listen.host, link.cfg.listen.port)
-                    by_endpoint.setdefault(key, []).append(link)
-            for (host, port), links in by_endpoint.items():
-                srv = await loop.create_server(
-                    self._x2x_factory(links, f"{host}:{port}"), host, port, reuse_address=True
-                )
-                self._servers.append(srv)
-                log.info(
-                    "x2x: listening on %s:%s for %s",
-                    host,
-                    port,
-                    ", ".join(link.name for link in links),
-                )
-        except OSError:
-            await self.stop()
-            raise
-        log.info("%s: serving %s", cfg.server.name, ", ".join(cfg.server.domains))
-        if self.upstream is not None:
-            self.upstream.start()
-        if start_links:
-            self.start_links()
+        if self.clients is not None:
+            await self._listen_clients()
+        if cfg.component_listener is not None and self.components:
+            ep = cfg.component_listener.listen
+            srv = await loop.create_server(
+                lambda: ComponentConnection(
+                    self.components,
+                    self.router,
+                    cfg.server.max_stanza_size,
+                    cfg.server.max_depth,
+                ),
+                ep.host,
+                ep.port,
+                reuse_address=True,
+            )
+            self._servers.append(srv)
+            log.info("components: listening on %s", ep)
+        by_endpoint: dict[tuple[str, int], list[PeerLink]] = {}
+        for link in self.links.values():
+            if link.cfg.direction != "outbound" and link.cfg.listen is not None:
+                key = (link.cfg.listen.host, link.cfg.listen.port)
+                by_endpoint.setdefault(key, []).append(link)
+        for (host, port), links in by_endpoint.items():
+            srv = await loop.create_server(
+                self._x2x_factory(links, f"{host}:{port}"), host, port, reuse_address=True
+            )
+            self._servers.append(srv)
+            log.info(
+                "x2x: listening on %s:%s for %s",
+                host,
+                port,
+                ", ".join(link.name for link in links),
+            )
 
     def start_links(self) -> None:
         """Start dialing the peers (separate so that a caller can attach components first)."""
@@ -136,15 +216,14 @@ class Server:
         """The embedded host: accounts, rosters and offline messages in SQLite."""
         cfg = self.config
         assert cfg.host is not None
-        if self.db is None:
-            self.db = open_database(cfg)
-        self.accounts = accounts = AccountStore(self.db)
+        db = self._database()
+        self.accounts = accounts = AccountStore(db)
         self.host = LocalHost(
             cfg.host.domains,
             self.router,
             accounts,
-            RosterStore(self.db),
-            OfflineStore(self.db, limit_per_user=cfg.host.offline_limit),
+            RosterStore(db),
+            OfflineStore(db, limit_per_user=cfg.host.offline_limit),
             RosterItem,
             clock=time.time,
             max_sessions_per_user=cfg.host.max_sessions_per_user,
@@ -155,19 +234,57 @@ class Server:
             record = accounts.credentials(local, domain, hash_name)
             return as_scram(record) if record is not None else None
 
-        cert, key = ensure_certificate(
-            cfg.server.data_dir, list(cfg.host.domains), cfg.host.certificate, cfg.host.key
-        )
+        data_dir = cfg.server.data_dir
+        try:
+            cert, key = ensure_certificate(
+                data_dir, list(cfg.host.domains), cfg.host.certificate, cfg.host.key
+            )
+        except OSError as exc:
+            raise _data_dir_error(
+                data_dir / "tls", exc, "write a self-signed certificate in"
+            ) from None
+        ctx = _tls_context(cert, key, "host", server_side=True, request_cert=False, groups=None)
+        try:
+            secret = load_secret(data_dir / "sasl-secret")
+        except OSError as exc:
+            raise _data_dir_error(data_dir / "sasl-secret", exc, "read or write") from None
         self.clients = ClientListener(
             cfg.host,
             self.host,
             self.router,
             lookup,
-            make_context(str(cert), str(key), server_side=True, request_cert=False, groups=None),
+            ctx,
             cfg.server.max_stanza_size,
             cfg.server.max_depth,
-            sasl_secret=load_secret(cfg.server.data_dir / "sasl-secret"),
+            sasl_secret=secret,
         )
+
+    def _database(self) -> Database:
+        """The database in the data folder, opened once; StartupError if it cannot be."""
+        if self.db is None:
+            try:
+                self.db = open_database(self.config)
+            except StoreError as exc:
+                raise StartupError(f"server.data_dir: {exc}") from None
+        return self.db
+
+    async def _watch_accounts(self, db: Database) -> None:
+        """End the sessions of accounts deleted by another process (`zerolink user delete`).
+
+        SQLite's data_version changes when another connection commits; only then are the
+        online users looked up, so an idle server reads one pragma per `ACCOUNT_POLL`.
+        """
+        assert self.host is not None
+        seen = db.data_version
+        while True:
+            await asyncio.sleep(ACCOUNT_POLL)
+            try:
+                version = db.data_version
+                if version != seen:
+                    seen = version
+                    self.host.end_deleted_sessions()
+            except StoreError as exc:
+                log.warning("cannot check for deleted accounts: %s", exc)
 
     async def _listen_clients(self) -> None:
         assert self.clients is not None
@@ -204,28 +321,51 @@ class Server:
         acceptor = Acceptor(listen, links, ctx)
         return lambda: X2XConnection(acceptor=acceptor)
 
-    async def stop(self) -> None:
-        """Stop accepting, close links with the close exchange, then components."""
+    async def stop(self, *, quiet: bool = False) -> None:
+        """Shut down in dependency order, so that what must be written can be.
+
+        Stop accepting; end the client sessions (their unavailable presence goes out to
+        contacts, local and across the links, while those and the store are still up); close
+        the links with the close exchange; then the upstream and the components; the store
+        last, once every connection is gone.
+        """
         for srv in self._servers:
             srv.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        if self.clients is not None:
+            conns = list(self.clients.connections)
+            for conn in conns:
+                if self.host is not None:
+                    self.host.unbind(conn)
+                conn.kick("system-shutdown")
+            await _closed(conns, timeout=2)
         await asyncio.gather(*(link.stop() for link in self.links.values()))
         if self.upstream is not None:
             await self.upstream.stop()
-        for route in self.components.values():
-            if route.conn is not None:
-                route.conn.begin_close()
         conns = [r.conn for r in self.components.values() if r.conn is not None]
-        if conns:
-            await asyncio.wait([asyncio.ensure_future(c.closed.wait()) for c in conns], timeout=2)
-            for c in conns:
-                if c.transport is not None:
-                    c.transport.abort()
-        if self.clients is not None:
-            for conn in list(self.clients.connections):
-                conn.kick("system-shutdown")
+        for conn in conns:
+            conn.begin_close()
+        await _closed(conns, timeout=2)
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        await asyncio.sleep(0)  # connection_lost of aborted transports, before the store goes
         if self.db is not None:
             self.db.close()
             self.db = None
+        if not quiet:
+            log.info("%s: stopped", self.config.server.name)
+
+
+async def _closed(conns: Sequence[Any], timeout: float) -> None:
+    """Wait for connections to close; abort those still open after `timeout` seconds."""
+    if not conns:
+        return
+    await asyncio.wait([asyncio.ensure_future(c.closed.wait()) for c in conns], timeout=timeout)
+    for c in conns:
+        if c.transport is not None:
+            c.transport.abort()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -20,6 +21,30 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def reopen_log_files() -> int:
+    """Reopen the files that logging writes to (after logrotate moved them); how many."""
+    count = 0
+    handlers = {*logging.getLogger().handlers, *logging.getLogger("zerolink").handlers}
+    for handler in handlers:
+        if isinstance(handler, logging.FileHandler):
+            old = handler.setStream(handler._open())
+            if old is not None:
+                old.close()
+            count += 1
+    return count
+
+
+def _on_sighup() -> None:
+    """SIGHUP, the daemon convention for "reload": until the configuration can be reloaded,
+    reopen the log files and say so; never stop."""
+    n = reopen_log_files()
+    text = "configuration reload is not supported (restart to apply changes)"
+    if n:  # logrotate's postrotate: routine
+        log.info("SIGHUP: reopened %d log file(s); %s", n, text)
+    else:  # nothing to reopen: whoever sent it probably expected a reload
+        log.warning("SIGHUP: no log file to reopen (logging to stderr); %s", text)
 
 
 def _load(path: str):
@@ -49,9 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     _setup_logging(args.log_level or cfg.server.log_level)
+    from zerolink.app import StartupError
+
     try:
         asyncio.run(_serve(cfg))
-    except OSError as exc:
+    except (OSError, StartupError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
@@ -65,6 +92,7 @@ async def _serve(cfg) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup)
     await server.start()
     await stop.wait()
     log.info("stopping")
@@ -80,6 +108,13 @@ def cmd_user(args: argparse.Namespace) -> int:
         cfg = _load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    if cfg.host is None:
+        print(
+            f"error: {args.config} hosts no users: accounts belong to the embedded host, "
+            "configured in a [host] table",
+            file=sys.stderr,
+        )
         return 1
     try:
         db = users.open_database(cfg)
@@ -291,8 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        args = build_parser().parse_args(argv)
+        code = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`zerolink check-config FILE | head`): stop quietly. stdout
+        # now points at /dev/null so that the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 It starts the air and ground servers of `examples/` (users hosted by zerolink itself, X2X on
 loopback), creates one account on each side, prints how to log in with any XMPP client, runs a
-short scripted exchange across the link and keeps running until Ctrl-C. With `--rtt` and
+short scripted exchange across the link and keeps running until Ctrl-C. Every run starts the
+scripted pair from no subscription (what an earlier run in the same folder left between them is
+removed), so that the exchange is shown again. With `--rtt` and
 `--rate`, the X2X traffic goes through a user-space relay that delays and paces it, so that the
 effect of a slow link can be felt without root.
 """
@@ -17,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zerolink.app import Server
+from zerolink.app import Server, StartupError
 from zerolink.config import Config, parse_config
 from zerolink.jid import JID
 from zerolink.net.slowlink import SlowLink
+from zerolink.store import RosterStore
 from zerolink.users import UserError, add_user, hosted_jid, set_password
 from zerolink.xml.element import SERVER_NS, Element
 
@@ -87,13 +90,19 @@ class ScriptSession:
         self.jid = None
 
     async def expect(self, predicate: Any, what: str, timeout: float) -> Element:
+        """The first stanza that `predicate` accepts; TimeoutError saying what did not come."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             left = deadline - loop.time()
-            if left <= 0:
-                raise TimeoutError(f"{self.label} did not receive {what}")
-            stanza = await asyncio.wait_for(self.inbox.get(), left)
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                stanza = await asyncio.wait_for(self.inbox.get(), left)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{self.label} did not receive {what} within {timeout:g}s"
+                ) from None
             if predicate(stanza):
                 return stanza
 
@@ -126,41 +135,80 @@ async def run_script(air: Server, ground: Server, *, timeout: float) -> list[tup
     def presence(kind: str, frm: JID, to: str) -> Element:
         return _stanza("presence", type=kind, to=to, **{"from": str(frm)})
 
-    def is_presence(kind: str) -> Any:
-        return lambda s: s.local == "presence" and s.get("type") == kind
+    def is_presence(kind: str, frm: JID) -> Any:
+        return lambda s: (
+            s.local == "presence" and s.get("type") == kind and _bare(s.get("from")) == frm.bare
+        )
+
+    def is_message(body: str, frm: JID) -> Any:
+        def match(s: Element) -> bool:
+            text = s.find(f"{{{SERVER_NS}}}body")
+            return (
+                s.local == "message"
+                and text is not None
+                and text.text == body
+                and _bare(s.get("from")) == frm.bare
+            )
+
+        return match
 
     air.host.from_client(pilot, presence("subscribe", pj, "ops@ground.example"))
     step("pilot@air.example asks to see ops@ground.example's presence")
-    await ops.expect(is_presence("subscribe"), "the subscription request", timeout)
+    await ops.expect(
+        is_presence("subscribe", pj), "pilot's subscription request (presence subscribe)", timeout
+    )
     step("ops@ground.example received the request across the link")
     ground.host.from_client(ops, presence("subscribed", oj, "pilot@air.example"))
     ground.host.from_client(ops, presence("subscribe", oj, "pilot@air.example"))
-    await pilot.expect(is_presence("subscribed"), "the approval", timeout)
+    await pilot.expect(
+        is_presence("subscribed", oj), "ops's approval (presence subscribed)", timeout
+    )
     step("pilot@air.example was approved")
-    await pilot.expect(is_presence("subscribe"), "ops's request", timeout)
+    await pilot.expect(
+        is_presence("subscribe", oj), "ops's subscription request (presence subscribe)", timeout
+    )
     air.host.from_client(pilot, presence("subscribed", pj, "ops@ground.example"))
-    await ops.expect(is_presence("subscribed"), "pilot's approval", timeout)
+    await ops.expect(
+        is_presence("subscribed", pj), "pilot's approval (presence subscribed)", timeout
+    )
     step("both are subscribed to each other (roster items at 'both')")
 
+    text = "Position 47N 008E, FL350, ETA 14:05"
     msg = _stanza("message", type="chat", to="ops@ground.example", **{"from": str(pj)})
-    msg.subelement(f"{{{SERVER_NS}}}body", text="Position 47N 008E, FL350, ETA 14:05")
+    msg.subelement(f"{{{SERVER_NS}}}body", text=text)
     sent = time.monotonic()
     air.host.from_client(pilot, msg)
-    got = await ops.expect(lambda s: s.local == "message", "the message", timeout)
-    body = got.find(f"{{{SERVER_NS}}}body")
-    step(
-        f"ops got {body.text if body is not None else ''!r} "
-        f"({time.monotonic() - sent:.2f}s one way)"
-    )
+    await ops.expect(is_message(text, pj), "pilot's message", timeout)
+    step(f"ops got {text!r} ({time.monotonic() - sent:.2f}s one way)")
+    text = "Copy, gate B12 is ready"
     reply = _stanza("message", type="chat", to=str(pj), **{"from": str(oj)})
-    reply.subelement(f"{{{SERVER_NS}}}body", text="Copy, gate B12 is ready")
+    reply.subelement(f"{{{SERVER_NS}}}body", text=text)
     sent = time.monotonic()
     ground.host.from_client(ops, reply)
-    await pilot.expect(lambda s: s.local == "message", "the reply", timeout)
+    await pilot.expect(is_message(text, oj), "ops's reply", timeout)
     step(f"pilot got the reply ({time.monotonic() - sent:.2f}s one way)")
     air.host.unbind(pilot)
     ground.host.unbind(ops)
     return steps
+
+
+def _bare(raw: str | None) -> JID | None:
+    try:
+        return JID.parse(raw).bare if raw else None
+    except ValueError:
+        return None
+
+
+def reset_pair(servers: dict[str, Server]) -> None:
+    """Forget what an earlier run left between the scripted pair (a subscription at 'both',
+    or half of one if it was interrupted), so that every run shows the whole exchange."""
+    for name, side in SIDES.items():
+        other = SIDES[side["peer"]]
+        db = servers[name].db
+        assert db is not None
+        RosterStore(db).remove(
+            f"{side['user']}@{side['domain']}", f"{other['user']}@{other['domain']}"
+        )
 
 
 def _ensure_account(server: Server, jid: str, password: str) -> None:
@@ -178,7 +226,8 @@ async def demo(base: Path, *, rtt: float, rate: float | None) -> int:
     relays: list[SlowLink] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: the demo belongs to its terminal, and closing it ends the demo cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
         if relayed:
@@ -195,6 +244,7 @@ async def demo(base: Path, *, rtt: float, rate: float | None) -> int:
             jid = f"{side['user']}@{side['domain']}"
             passwords[jid] = secrets.token_urlsafe(9)
             _ensure_account(servers[name], jid, passwords[jid])
+        reset_pair(servers)
         link = f"rtt {rtt:g}s" + (f", {rate:g} bit/s" if rate else "") if relayed else "loopback"
         print(f"\nzerolink demo: air.example <-> ground.example over X2X ({link})\n", flush=True)
         print("Log in with any XMPP client (Gajim, Dino, Conversations, Profanity):")
@@ -208,8 +258,8 @@ async def demo(base: Path, *, rtt: float, rate: float | None) -> int:
         print("\ndemo exchange complete; running until Ctrl-C", flush=True)
         await stop.wait()
         return 0
-    except (OSError, TimeoutError) as exc:
-        print(f"demo failed: {exc}", flush=True)
+    except (OSError, TimeoutError, StartupError) as exc:
+        print(f"demo failed: {exc or type(exc).__name__}", flush=True)
         return 1
     finally:
         for server in servers.values():

@@ -183,6 +183,26 @@ class LocalHost:
         if res.available or res.directed:
             self.presence.unavailable(res)
 
+    def end_deleted_sessions(self) -> list[str]:
+        """Unbind and kick the sessions of accounts that no longer exist; their bare JIDs.
+
+        Accounts are deleted by another process (`zerolink user delete`), which cannot reach
+        the sessions; the server calls this when the store says that something changed. The
+        stream error is Prosody's for a deleted account: not-authorized, "account deleted".
+        """
+        gone = []
+        for user in self.resources.users():
+            local, _, domain = user.partition("@")
+            if self.accounts.exists(local, domain):
+                continue
+            gone.append(user)
+            sessions = [r.session for r in self.resources.connected(user)]
+            for session in sessions:
+                self.unbind(session)
+                session.kick("not-authorized", "account deleted")
+            log.info("%s: account deleted, %d session(s) ended", user, len(sessions))
+        return gone
+
     def sessions_of(self, bare: str) -> list[ClientSession]:
         """The sessions bound to the bare JID `bare`."""
         try:

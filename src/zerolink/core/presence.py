@@ -106,6 +106,10 @@ class Resources:
     def connected(self, user: str) -> list[Resource]:
         return list(self._by_user.get(user, {}).values())
 
+    def users(self) -> list[str]:
+        """The bare JIDs with at least one bound session."""
+        return list(self._by_user)
+
     def available(self, user: str) -> list[Resource]:
         return [r for r in self._by_user.get(user, {}).values() if r.available]
 

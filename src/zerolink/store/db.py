@@ -158,7 +158,12 @@ class Database:
         self.path = path if str(path) == ":memory:" else Path(path)
         self._conn: sqlite3.Connection | None = None
         if isinstance(self.path, Path):
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot create the folder of database {self.path}: {e.strerror or e}"
+                ) from e
             _create_private(self.path)
         try:
             # isolation_level=None: no implicit BEGIN/COMMIT from the module; we issue them.
@@ -242,6 +247,12 @@ class Database:
         """The schema version of the open file."""
         return self._connection().execute("PRAGMA user_version").fetchone()[0]
 
+    @property
+    def data_version(self) -> int:
+        """SQLite's counter of commits by OTHER connections (another process included): it
+        changes when, e.g., `zerolink user delete` removed an account under a running server."""
+        return self._connection().execute("PRAGMA data_version").fetchone()[0]
+
     def close(self) -> None:
         """Close the connection (idempotent). Later calls raise `StoreError`."""
         if self._conn is not None:
@@ -307,5 +318,5 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     except OSError as e:
-        raise StoreError(f"cannot create database {path}: {e}") from e
+        raise StoreError(f"cannot create database {path}: {e.strerror or e}") from e
     os.close(fd)
