@@ -591,7 +591,7 @@ async def test_a_rejected_stanza_does_not_loop_the_link(tmp_path, procs, sides):
         assert numbers(dst.bodies) == list(range(100))
         assert src.errors == 1
         error = re.search(rb"<message[^>]*type='error'.*?</message>", src.raw, re.S)
-        assert error and b"item-not-found" in error.group(0), src.raw[-500:]
+        assert error and b"remote-server-not-found" in error.group(0), src.raw[-500:]
         for d in (a, g):  # up once (twice after a simultaneous open), never down
             assert " down (" not in d.log() and "stream error" not in d.log(), d.log()
     finally:

@@ -369,3 +369,25 @@ async def test_a_peer_that_accepts_and_drops_is_not_hammered(tmp_path, daemons, 
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+async def test_4_4_a_misaddressed_stanza_is_bounced_and_the_link_stays_up(tmp_path, daemons, sides):
+    # nowhere.ground.example is routed to the link by air (*.ground.example) but ground does
+    # not serve it: ground answers with a stanza error; the connection carries on.
+    air, ground = sides
+    a, g = await up_pair(tmp_path, daemons, air, ground)
+    abot, gbot = await start_bot(air), await start_bot(ground)
+    try:
+        (conn,) = connections(a)
+        abot.send_message(mto="room@nowhere.ground.example", mfrom=f"pilot@{air.bot}", mbody="x")
+        abot.send_message(mto=f"ops@{ground.bot}", mfrom=f"pilot@{air.bot}", mbody="after")
+        bounce = await abot.next_message()
+        assert bounce["type"] == "error"
+        assert error_condition(bounce) == "remote-server-not-found"
+        assert (await gbot.next_message())["body"] == "after"
+        assert connections(a) == [conn] and link_of(a).connections_made == 1
+        (gconn,) = connections(g)
+        assert gconn.session.counters.stanzas_rejected == 1
+    finally:
+        await abot.stop()
+        await gbot.stop()

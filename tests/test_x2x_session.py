@@ -111,9 +111,6 @@ def test_presence_and_iq_are_stanzas_too():
         (b"<message from='x@air.example' to='p@air.example'/>", "invalid-from"),
         # malformed from that is not even a domain of the peer
         (b"<message from='@@' to='p@air.example'/>", "invalid-from"),
-        # to a domain we do not serve
-        (b"<message from='x@ground.example' to='p@elsewhere.example'/>", "host-unknown"),
-        (b"<message from='x@ground.example' to='p@ground.example'/>", "host-unknown"),
         # addresses missing
         (b"<message to='p@air.example'/>", "improper-addressing"),
         (b"<message from='x@ground.example'/>", "improper-addressing"),
@@ -373,7 +370,7 @@ def test_with_acks_an_invalid_stanza_is_rejected_not_a_stream_error():
         0.0,
     )
     rejected = [e for e in events if isinstance(e, x2x.StanzaRejected)]
-    assert [r.error.condition for r in rejected] == ["forbidden", "item-not-found"]
+    assert [r.error.condition for r in rejected] == ["forbidden", "remote-server-not-found"]
     assert a.state is x2x.State.OPEN
 
 
@@ -397,3 +394,34 @@ def test_control_elements_are_written_with_their_namespace():
     a = session(AIR, GROUND, acks=True)
     a.send_control(acks.ack_element(5), 0.0)
     assert a.data_to_send() == b"<a xmlns='urn:xmpp:sm:3' h='5'/>"
+
+
+# -- §4.4: one connection carries every domain pair ------------------------------------------
+@pytest.mark.parametrize("acks", [False, True], ids=["plain", "acks"])
+@pytest.mark.parametrize(
+    "to", ["p@elsewhere.example", "p@ground.example", "conference.elsewhere.example"]
+)
+def test_4_4_a_stanza_to_a_domain_not_served_here_is_a_stanza_error_not_a_stream_error(
+    acks: bool, to: str
+):
+    a = session(AIR, GROUND, acks=acks)
+    events = a.receive_data(
+        (SYNC if acks else b"")
+        + f"<message from='x@ground.example' to='{to}' id='m1'/>".encode()
+        + b"<message from='x@ground.example' to='p@air.example' id='m2'/>",
+        0.0,
+    )
+    rejected = [e for e in events if isinstance(e, x2x.StanzaRejected)]
+    assert [(r.stanza.get("id"), r.error.condition) for r in rejected] == [
+        ("m1", "remote-server-not-found")
+    ]
+    assert [el.get("id") for el in stanzas(events)] == ["m2"]  # the link keeps working
+    assert a.state is x2x.State.OPEN and a.data_to_send() == b""
+    assert a.counters.stanzas_rejected == 1
+
+
+def test_4_5_a_from_outside_the_peer_domains_stays_a_stream_error():
+    a = session(AIR, GROUND)
+    events = a.receive_data(b"<message from='x@elsewhere.example' to='p@air.example'/>", 0.0)
+    assert isinstance(events[0], x2x.StreamErrorSent) and events[0].condition == "invalid-from"
+    assert a.state is x2x.State.CLOSED

@@ -189,6 +189,14 @@ class PeerLink:
         sender = stanza.attrib.get("from", "")
         domain = sender.split("/", 1)[0].rpartition("@")[2].lower()
         if domain in self.domains:
+            log.info(
+                "link %s: refused a stanza from %s to %s: %s%s",
+                self.name,
+                sender,
+                stanza.attrib.get("to", ""),
+                error.condition,
+                f" ({error.text})" if error.text else "",
+            )
             self.router.bounce(stanza, error)
         else:
             log.warning("link %s: dropped a stanza from %r: %s", self.name, sender, error)

@@ -11,6 +11,13 @@ outside ours is ``host-unknown``, a missing address is ``improper-addressing``, 
 top-level element is ``unsupported-stanza-type``. These are stream errors: the stream error is
 written, then ``</stream:stream>``, then the transport is closed.
 
+A ``to`` outside our domains is the exception: standard S2S would end that one domain pair's
+stream with ``host-unknown``, but an X2X connection multiplexes every domain pair (§4.4), so
+closing it would take all the others down for one misrouted stanza (a MUC domain routed on one
+side and forgotten on the other). It is answered with the stanza error
+``remote-server-not-found`` and counted; the connection stays up. A ``from`` outside the peer's
+domains stays ``invalid-from``: it is about who the peer is.
+
 A peer that sends a stream header anyway (a standard S2S server pointed at an X2X port, or an
 implementation that restates the header) is answered with a stream header of ours, so that its
 parser can read what follows, then ``policy-violation`` and the close: it is a configuration
@@ -117,6 +124,7 @@ class Counters:
     stanzas_in: int = 0
     stanzas_out: int = 0
     keepalives_out: int = 0
+    stanzas_rejected: int = 0  # answered with a stanza error and dropped
 
 
 class X2XSession:
@@ -224,11 +232,14 @@ class X2XSession:
                         # Counted, answered with a stanza error, dropped: a retransmitted bad
                         # stanza must not tear the link down again and again.
                         rejection = StanzaError(_POISON[exc.condition], exc.text)
+                        self.counters.stanzas_rejected += 1
                         events.append(StanzaRejected(ev.element, rejection))
                         continue
                     events.extend(self._stream_error(exc, now))
                     return events
                 if out is not None:
+                    if type(out) is StanzaRejected:
+                        self.counters.stanzas_rejected += 1
                     events.append(out)
             elif isinstance(ev, StreamClosed):
                 events.extend(self._peer_closed(now))
@@ -284,7 +295,12 @@ class X2XSession:
         except JIDError as exc:
             return StanzaRejected(el, StanzaError("jid-malformed", f"to: {exc}"))
         if not self.settings.is_local(to_jid.domain):
-            raise StreamError("host-unknown", f"{to_jid.domain} is not served here")
+            # One domain pair's mistake, not the connection's (§4.4: the connection carries
+            # every domain pair's stream): a stanza error, and the link stays up.
+            return StanzaRejected(
+                el,
+                StanzaError("remote-server-not-found", f"{to_jid.domain} is not served here"),
+            )
         self.counters.stanzas_in += 1
         return StanzaIn(el)
 
@@ -352,7 +368,6 @@ class X2XSession:
 # With acks, these stream errors become stanza errors (the stanza is counted and dropped).
 _POISON = {
     "invalid-from": "forbidden",
-    "host-unknown": "item-not-found",
     "improper-addressing": "jid-malformed",
 }
 
