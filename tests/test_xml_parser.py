@@ -422,3 +422,31 @@ def test_a_stanza_completed_by_a_second_read_is_delivered_at_once(cut: int) -> N
     p = x2x()
     events = p.feed(IQ[:cut]) + p.feed(IQ[cut:])
     assert [el.get("id") for el in stanzas(events)] == ["abcdefghijklmnop"]
+
+
+# -- names: bounded, and only short ones in the shared caches ------------------------------------
+def test_a_very_long_element_name_is_a_policy_violation() -> None:
+    name = "x" * 2000
+    assert condition_of(x2x(), f"<{name}/>".encode()) == "policy-violation"
+
+
+def test_a_very_long_namespaced_attribute_name_is_a_policy_violation() -> None:
+    data = f"<message xmlns:p='urn:p' p:{'a' * 2000}='v'/>".encode()
+    assert condition_of(x2x(), data) == "policy-violation"
+
+
+def test_a_long_namespace_uri_counts_in_the_name() -> None:
+    data = f"<q xmlns='urn:{'u' * 2000}'/>".encode()
+    assert condition_of(x2x(), b"<iq>" + data + b"</iq>") == "policy-violation"
+
+
+def test_distinct_names_do_not_grow_the_shared_caches() -> None:
+    from zerolink.xml import parser as mod
+
+    p = x2x()
+    for i in range(3000):  # names of 1,000 characters: accepted, never cached
+        name = f"n{i:04d}" + "x" * 995
+        p.feed(f"<{name} xmlns='urn:x' xmlns:a='urn:a' a:{name}='v'/>".encode())
+    caches = [*mod._TAG_CACHES.values(), mod._ATTR_CACHE]
+    assert all(len(c) <= mod._CACHE_LIMIT for c in caches)
+    assert not any(len(k) > mod._CACHED_NAME for c in caches for k in c)

@@ -18,6 +18,9 @@ Design notes:
   ``unsupported-encoding``.
 * Whitespace between stanzas is a keepalive: it is dropped, and one `Whitespace` event is
   emitted per `feed` call that contained any, so a session can note liveness.
+* Names: an element or namespaced attribute name longer than `MAX_NAME` characters (namespace
+  URI included) raises ``policy-violation``; only short names enter the caches shared by all
+  parsers, so no input can grow shared state.
 * Limits: a stanza whose size exceeds ``max_stanza_size`` (counted over the bytes fed while it
   is open, or while a top-level token is still incomplete) raises ``policy-violation`` as soon
   as a chunk of at most ``max_stanza_size`` bytes pushes it over, so memory stays bounded.
@@ -128,9 +131,22 @@ class _Stop(Exception):
 # -- name conversion ---------------------------------------------------------------------------
 _SEP = "}"
 _CACHE_LIMIT = 4096
+#: Longest element or namespaced attribute name, namespace URI included ("uri}local"), in
+#: characters. XMPP's names are short; a longer one is a `policy-violation`.
+MAX_NAME = 1024
+# Only names up to this length are cached: the caches are shared by every parser, and no input
+# (before authentication or after) may grow shared state by more than
+# _CACHE_LIMIT * _CACHED_NAME characters per cache.
+_CACHED_NAME = 128
 # expat name -> Clark name, one cache per content namespace, shared by all parsers.
 _TAG_CACHES: dict[str, dict[str, str]] = {}
 _ATTR_CACHE: dict[str, str] = {}
+
+
+def _name_too_long(name: str) -> NoReturn:
+    raise StreamError(
+        "policy-violation", f"name of {len(name)} characters (limit {MAX_NAME}): {name[:40]}..."
+    )
 
 _ERRORS = expat.errors
 _UNBOUND_PREFIX = _ERRORS.codes[_ERRORS.XML_ERROR_UNBOUND_PREFIX]
@@ -145,6 +161,8 @@ def _tag_namer(content_ns: str) -> tuple[dict[str, str], Any]:
     cache = _TAG_CACHES.setdefault(content_ns, {})
 
     def convert(name: str) -> str:
+        if len(name) > MAX_NAME:
+            _name_too_long(name)
         ns, sep, local = name.rpartition(_SEP)  # local names never contain '}'
         if not sep:
             tag = name
@@ -152,9 +170,10 @@ def _tag_namer(content_ns: str) -> tuple[dict[str, str], Any]:
             if ns == content_ns:
                 ns = SERVER_NS
             tag = "{" + ns + "}" + local
-        if len(cache) >= _CACHE_LIMIT:  # bounded: a peer may send endless distinct names
-            cache.clear()
-        cache[name] = tag
+        if len(name) <= _CACHED_NAME:
+            if len(cache) >= _CACHE_LIMIT:  # bounded: a peer may send endless distinct names
+                cache.clear()
+            cache[name] = tag
         return tag
 
     return cache, convert
@@ -163,11 +182,14 @@ def _tag_namer(content_ns: str) -> tuple[dict[str, str], Any]:
 def _attr_name(name: str) -> str:
     tag = _ATTR_CACHE.get(name)
     if tag is None:
+        if len(name) > MAX_NAME:
+            _name_too_long(name)
         ns, _, local = name.rpartition(_SEP)
         tag = "{" + ns + "}" + local
-        if len(_ATTR_CACHE) >= _CACHE_LIMIT:
-            _ATTR_CACHE.clear()
-        _ATTR_CACHE[name] = tag
+        if len(name) <= _CACHED_NAME:
+            if len(_ATTR_CACHE) >= _CACHE_LIMIT:
+                _ATTR_CACHE.clear()
+            _ATTR_CACHE[name] = tag
     return tag
 
 
