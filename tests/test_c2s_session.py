@@ -1021,3 +1021,9 @@ def test_bind_answer_after_the_client_closed_is_ignored():
     events = c.send(bind("balcony") + b"</stream:stream>")
     assert kinds(events) == [c2s.BindRequest, c2s.Closed]
     assert c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/balcony")) == []
+
+
+def test_to_goes_on_normalized():
+    c = bound()
+    (ev,) = c.send(b"<message to='Romeo@Example.NET./orchard'><body>x</body></message>")
+    assert isinstance(ev, c2s.StanzaIn) and ev.stanza.get("to") == "romeo@example.net/orchard"

@@ -150,3 +150,12 @@ def test_stanzas_before_malformed_xml_are_delivered():
     events = s.receive_data(good + b"<message><x></y>", 0.0)
     assert isinstance(events[0], comp.StanzaIn)
     assert events[1].condition == "not-well-formed"
+
+
+def test_addresses_go_on_normalized():
+    s = authed()
+    raw = b"<message from='U@BOT.AIR.EXAMPLE.' to='A@Ground.Example/R'/>"
+    (ev,) = s.receive_data(raw, 0.0)
+    assert isinstance(ev, comp.StanzaIn)
+    assert ev.stanza.get("from") == "u@bot.air.example"
+    assert ev.stanza.get("to") == "a@ground.example/R"

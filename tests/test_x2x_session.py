@@ -425,3 +425,12 @@ def test_4_5_a_from_outside_the_peer_domains_stays_a_stream_error():
     events = a.receive_data(b"<message from='x@elsewhere.example' to='p@air.example'/>", 0.0)
     assert isinstance(events[0], x2x.StreamErrorSent) and events[0].condition == "invalid-from"
     assert a.state is x2x.State.CLOSED
+
+
+@pytest.mark.parametrize("sender", ["x@GROUND.EXAMPLE", "x@ground.example.", "X@Ground.Example/R"])
+def test_4_5_addresses_go_on_normalized(sender: str):
+    a = session(AIR, GROUND)
+    raw = f"<message from='{sender}' to='P@AIR.EXAMPLE.'/>".encode()
+    (el,) = stanzas(a.receive_data(raw, 0.0))
+    assert el.get("from") in ("x@ground.example", "x@ground.example/R")
+    assert el.get("to") == "p@air.example"

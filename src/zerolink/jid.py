@@ -304,6 +304,13 @@ def parse_jid(s: str) -> JID:
     raise JIDError(r.text)
 
 
+@lru_cache(maxsize=CACHE_SIZE)
+def canonical_jid(s: str) -> str:
+    """`s` in normalized form (``X@GROUND.EXAMPLE.`` -> ``x@ground.example``); memoized, so a
+    stanza's addresses can be rewritten at ingress for one dict lookup. Raises `JIDError`."""
+    return str(parse_jid(s))
+
+
 def jid_domain(s: str) -> str:
     """Normalized domainpart of the JID string `s`; raises `JIDError`.
 
@@ -322,6 +329,7 @@ def clear_caches() -> None:
     """Forget memoized results (for tests and benchmarks)."""
     _jid_or_reason.cache_clear()
     _domain_or_reason.cache_clear()
+    canonical_jid.cache_clear()
 
 
 # --- protocol errors -------------------------------------------------------------------

@@ -89,7 +89,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
 from zerolink.errors import StanzaError, StreamError
-from zerolink.jid import JID, JIDError, normalize_domain, parse_jid
+from zerolink.jid import JID, JIDError, canonical_jid, normalize_domain, parse_jid
 from zerolink.proto.events import (
     STREAM_ERROR_TAG,
     Closed,
@@ -753,7 +753,7 @@ class C2SSession:
         recipient = attrib.get("to")
         if recipient is not None:
             try:
-                parse_jid(recipient)
+                attrib["to"] = canonical_jid(recipient)
             except JIDError as exc:
                 return StanzaRejected(el, StanzaError("jid-malformed", f"to: {exc.text}"))
         return StanzaIn(el)

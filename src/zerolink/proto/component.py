@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from zerolink.errors import StanzaError, StreamError
-from zerolink.jid import JIDError, normalize_domain, parse_jid
+from zerolink.jid import JIDError, canonical_jid, normalize_domain, parse_jid
 from zerolink.proto.events import (
     STREAM_ERROR_TAG,
     Closed,
@@ -184,9 +184,11 @@ class ComponentSession:
         if not recipient:
             return StanzaRejected(el, StanzaError("jid-malformed", "stanza without 'to'"))
         try:
-            parse_jid(recipient)
+            to = canonical_jid(recipient)
         except JIDError as exc:
             return StanzaRejected(el, StanzaError("jid-malformed", f"to: {exc}"))
+        el.attrib["from"] = canonical_jid(sender)  # addresses go on normalized
+        el.attrib["to"] = to
         return StanzaIn(el)
 
     def _fail(self, exc: StreamError) -> list[Event]:

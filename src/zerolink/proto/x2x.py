@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError, StreamError
-from zerolink.jid import JIDError, normalize_domain, parse_jid
+from zerolink.jid import JIDError, canonical_jid, normalize_domain, parse_jid
 from zerolink.proto import acks
 from zerolink.proto.events import (
     STREAM_ERROR_TAG,
@@ -294,6 +294,9 @@ class X2XSession:
             to_jid = parse_jid(recipient)
         except JIDError as exc:
             return StanzaRejected(el, StanzaError("jid-malformed", f"to: {exc}"))
+        # Addresses reach local entities normalized (x@GROUND.EXAMPLE. -> x@ground.example).
+        attrib["from"] = canonical_jid(sender)
+        attrib["to"] = canonical_jid(recipient)
         if not self.settings.is_local(to_jid.domain):
             # One domain pair's mistake, not the connection's (§4.4: the connection carries
             # every domain pair's stream): a stanza error, and the link stays up.
