@@ -121,6 +121,7 @@ class Bot(ComponentXMPP):
         super().__init__(jid, "bot-secret", host, port)
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.presences: asyncio.Queue[object] = asyncio.Queue()
+        self._markers = 0
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         # Copies: slixmpp reuses and edits stanza objects after the handlers have run.
@@ -149,12 +150,26 @@ class Bot(ComponentXMPP):
     async def next_message(self, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
-    async def no_message(self, wait: float = 0.3) -> bool:
-        try:
-            await asyncio.wait_for(self.messages.get(), wait)
-        except TimeoutError:
-            return True
-        return False
+    async def no_message(self, timeout: float = 5.0) -> bool:
+        """True if nothing was routed to this bot before now; else AssertionError naming it.
+
+        No fixed sleep: the bot sends a marker message to itself through its daemon and reads
+        until the marker comes back. The daemon handles stanzas in order and the component
+        stream is one TCP connection, so whatever the daemon routed to this bot before the
+        marker arrives before it.
+        """
+        self._markers += 1
+        body = f"marker {self._markers} {id(self)}"
+        self.send_message(mto=self.boundjid.bare, mfrom=self.boundjid.bare, mbody=body)
+        early = []
+        while True:
+            msg = await self.next_message(timeout)
+            if msg["body"] == body:
+                break
+            early.append(msg)
+        if early:
+            raise AssertionError(f"unexpected message(s) before the marker: {early}")
+        return True
 
 
 async def start_bot(side: Side) -> Bot:
