@@ -33,7 +33,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AIR_IP, GROUND_IP, Side, free_port, side_toml
+from conftest import (
+    AIR_IP,
+    GROUND_IP,
+    Side,
+    free_port,
+    require_commands,
+    require_root,
+    side_toml,
+)
 from netns import NetnsError, VethPair
 from test_reliable import RawComponent, marker
 
@@ -277,6 +285,12 @@ async def all_acknowledged_then_marker(
 # -- 1. connections cut by the kernel --------------------------------------------------------
 
 
+def require_ss_kill() -> None:
+    """Called first by the tests that cut connections with `ss -K`."""
+    require_commands("ss", package="iproute2", purpose="cutting TCP connections (`ss -K`)")
+    require_root("cutting TCP connections from outside the daemons (`ss -K`)")
+
+
 async def ss_kill(src: str, dst: str, sport: int, dport: int) -> int:
     """`ss -K` the TCP sockets src:sport -> dst:* and src:* -> dst:dport; how many it killed."""
     proc = await asyncio.create_subprocess_exec(
@@ -307,6 +321,7 @@ BOTH_DIAL = ({}, {})  # direction = "both": simultaneous opens happen after some
 )
 async def test_twenty_cuts_during_a_5000_message_transfer(tmp_path, procs, sides, directions):
     """Both directions at once; each cut kills one end (random) of whatever link is up."""
+    require_ss_kill()
     air, ground = sides
     a = procs(air, ground, tmp_path, **directions[0]).start()
     g = procs(ground, air, tmp_path, **directions[1]).start()
@@ -513,6 +528,8 @@ class NsComponent(RawComponent):
 
 async def test_a_vanished_peer_is_detected_within_ack_timeout(tmp_path, procs):
     """Air in namespace a, ground in b, a veth between; ground's end goes down mid-transfer."""
+    require_commands("ip", package="iproute2", purpose="network namespaces (`ip netns`)")
+    require_root("two network namespaces joined by a veth pair (`ip netns`, `ip link`)")
     ack_timeout = 2.0
     async with contextlib.AsyncExitStack() as stack:
         try:
@@ -637,6 +654,7 @@ async def test_a_stalled_component_does_not_disorder_the_link(tmp_path, procs, s
     newest connection's stanzas: each must be judged by its own number (it used to be counted
     as the next one).
     """
+    require_ss_kill()
     air, ground = sides
     a = procs(air, ground, tmp_path, ack_timeout=1).start()
     g = procs(ground, air, tmp_path, ack_timeout=1).start()

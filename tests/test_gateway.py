@@ -25,8 +25,8 @@ import pytest
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError
 
-from conftest import AIR_IP, GROUND_IP, free_port, toml_value, wait_for
-from prosody import Prosody, prosody_missing
+from conftest import AIR_IP, GROUND_IP, free_port, require_prosody, toml_value, wait_for
+from prosody import Prosody
 from zerolink.app import Server
 from zerolink.config import load_config
 from zerolink.users import add_user, hosted_jid
@@ -39,9 +39,7 @@ TEST_TIMEOUT = 45.0  # seconds, per test: nothing here may hang
 
 @pytest.fixture(autouse=True)
 def _require_prosody() -> None:
-    why = prosody_missing()
-    if why:
-        pytest.fail(why, pytrace=False)
+    require_prosody()
 
 
 # --------------------------------------------------------------------------- clients
