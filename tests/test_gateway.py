@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -585,6 +586,91 @@ async def test_unknown_component_domain_is_reported_as_host_unknown(
             assert "does not match any configured external components" in refusals[0]
         finally:
             await teardown(pair)
+
+
+# --------------------------------------------------------------------------- examples/gateway
+
+SMOKE = Path(__file__).resolve().parents[1] / "examples" / "gateway" / "smoke.py"
+
+
+class LoginRelay:
+    """A TCP relay to a Prosody's client port, standing for a slow network in front of it.
+
+    It holds each new connection until `release` is set, and sets `bound` when the server's
+    resource-binding result (`</jid>`) has passed through to the client.
+    """
+
+    def __init__(self, ip: str, target_port: int) -> None:
+        self.ip, self.target_port = ip, target_port
+        self.release = asyncio.Event()
+        self.bound = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._accept, self.ip, 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self.server.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _accept(self, r1: asyncio.StreamReader, w1: asyncio.StreamWriter) -> None:
+        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await self.release.wait()
+            r2, w2 = await asyncio.open_connection(self.ip, self.target_port)
+            await asyncio.gather(self._pipe(r1, w2, watch=False), self._pipe(r2, w1, watch=True))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            w1.transport.abort()
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, watch: bool) -> None:
+        seen = b""
+        try:
+            while data := await r.read(65536):
+                if watch and not self.bound.is_set():
+                    seen = (seen + data)[-4096:]
+                    if b"</jid>" in seen:
+                        self.bound.set()
+                w.write(data)
+                await w.drain()
+        finally:
+            w.transport.abort()
+
+
+async def test_example_smoke_script_when_ops_logs_in_first(gateways: Pair) -> None:
+    """examples/gateway/smoke.py against the gateway pair, ops's session up before pilot's.
+
+    Regression: it awaited pilot's session_start, then ops's; when ops's came first, the
+    second wait missed it and hung until --timeout (about half the runs). Here pilot's
+    connection is held until ops has bound its resource, so ops is always first.
+    """
+    async with asyncio.timeout(TEST_TIMEOUT):
+        air, ground = gateways.air, gateways.ground
+        assert air.prosody is not None and ground.prosody is not None
+        air_relay = LoginRelay(air.ip, air.prosody.c2s_port)
+        ground_relay = LoginRelay(ground.ip, ground.prosody.c2s_port)
+        ground_relay.release.set()
+        air_port, ground_port = await air_relay.start(), await ground_relay.start()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *(sys.executable, str(SMOKE), "--timeout", "15"),
+                *("--air-port", str(air_port), "--ground-port", str(ground_port)),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            await asyncio.wait_for(ground_relay.bound.wait(), 15)
+            air_relay.release.set()  # ops is logged in: now pilot may
+            out = (await asyncio.wait_for(proc.communicate(), 25))[0].decode()
+        finally:
+            await air_relay.close()
+            await ground_relay.close()
+        assert proc.returncode == 0, out
+        for line in ("both logged in", "roster items at 'both'", "ops got: 'hello ground'"):
+            assert line in out, out
+        assert "pilot got: 'hello air'" in out and out.rstrip().endswith("OK"), out
 
 
 # --------------------------------------------------------------------------- mixed pair
