@@ -143,6 +143,7 @@ class Site:
     server: Server | None = None
     users: dict[str, str] = field(default_factory=dict)
     upstream_extra: str = ""  # more [upstream] keys
+    extra_domains: list[str] = field(default_factory=list)  # more upstream domains (a MUC)
     secret: str = SECRET  # the secret this gateway presents to its Prosody
 
     @property
@@ -172,7 +173,7 @@ class Site:
 def zerolink_toml(me: Site, other: Site) -> str:
     peer = {
         "name": other.name,
-        "domains": [other.domain],
+        "domains": [other.domain, *other.extra_domains],
         "remote": f"{other.ip}:{other.x2x_port}",
         "listen": f"{me.ip}:{me.x2x_port}",
         "direction": "both",
@@ -186,7 +187,7 @@ def zerolink_toml(me: Site, other: Site) -> str:
     text = f"""
 [server]
 name = "{me.name}"
-domains = ["{me.domain}"]
+domains = {toml_value([me.domain, *me.extra_domains])}
 log_level = "debug"
 """
     if me.prosody is not None:
@@ -197,10 +198,9 @@ reconnect_min = 0.05
 reconnect_max = 0.3
 connect_timeout = 2
 {me.upstream_extra}
-[[upstream.component]]
-domain = "{other.domain}"
-secret = "{me.secret}"
 """
+        for domain in (other.domain, *other.extra_domains):
+            text += f'\n[[upstream.component]]\ndomain = "{domain}"\nsecret = "{me.secret}"\n'
     else:
         text += f"""
 [host]
@@ -584,6 +584,55 @@ async def test_unknown_component_domain_is_reported_as_host_unknown(
             refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
             assert "host-unknown" in refusals[0], refusals[0]
             assert "does not match any configured external components" in refusals[0]
+        finally:
+            await teardown(pair)
+
+
+async def test_a_muc_service_of_the_other_side_routed_across(tmp_path: Path) -> None:
+    """A MUC service on Prosody ground, joined from Prosody air: the three settings that
+    docs/gateway.md lists ("A MUC service across the link")."""
+    muc = "conference.ground.example"
+    room = f"ops-room@{muc}"
+    async with asyncio.timeout(TEST_TIMEOUT):
+        air = prosody_site(tmp_path, "air", "air.example", AIR_IP, "ground.example")
+        ground = prosody_site(tmp_path, "ground", "ground.example", GROUND_IP, "air.example")
+        assert air.prosody is not None and ground.prosody is not None
+        air.prosody.components[muc] = SECRET  # air's Prosody: one more external component
+        air.prosody.write_config()
+        ground.prosody.extra = f'Component "{muc}" "muc"\n\tmuc_room_locking = false\n'
+        ground.prosody.write_config()
+        ground.extra_domains = [muc]  # ground's server.domains, air's peer domains and upstream
+        pair = Pair(air, ground)
+        try:
+            await add_prosody_user(air, "pilot", "pilot-pw")
+            await add_prosody_user(ground, "ops", "ops-pw")
+            await asyncio.gather(air.prosody.start(), ground.prosody.start())
+            await start_zerolink(tmp_path, air, ground)
+            await start_zerolink(tmp_path, ground, air)
+            await wait_gateway_up(ground)
+            await wait_for(lambda: air.link().sender() is not None, 10, "air link up")
+            upstream = air.zl.upstream
+            assert upstream is not None
+            await wait_for(
+                lambda: all(att.up for att in upstream.attachments.values()),
+                10,
+                "air's gateway attached as ground.example and as the MUC domain",
+            )
+            ops = await pair.login(ground, "ops", "desk")
+            pilot = await pair.login(air, "pilot", "cockpit")
+            for c in (ops, pilot):
+                c.register_plugin("xep_0045")
+            await ops.plugin["xep_0045"].join_muc_wait(room, "ops", maxstanzas=0, timeout=10)
+            await pilot.plugin["xep_0045"].join_muc_wait(room, "pilot", maxstanzas=0, timeout=10)
+            pilot.send_message(mto=room, mbody="hello room", mtype="groupchat")
+            m = await ops.message_with("hello room")
+            assert m["from"].full == f"{room}/pilot" and m["type"] == "groupchat"
+            ops.send_message(mto=room, mbody="hello pilot", mtype="groupchat")
+            m = await pilot.message_with("hello pilot")
+            assert m["from"].full == f"{room}/ops"
+        except BaseException:
+            dump_logs(pair)
+            raise
         finally:
             await teardown(pair)
 
