@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import socket
+import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +18,80 @@ import pytest
 from slixmpp import ComponentXMPP
 from slixmpp.stanza import Message
 
+from ports import free_port
+from prosody import prosody_missing
 from zerolink.app import Server
 from zerolink.config import load_config
+
+__all__ = ["free_port"]  # tests import it from here
 
 AIR_IP = "127.0.0.2"
 GROUND_IP = "127.0.0.3"
 
 
-def free_port(host: str) -> int:
-    """A TCP port free on `host` right now (bind to 0, read it, release)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+# -- what some tests need from the machine ---------------------------------------------------
+# They fail (never skip) when it is missing, naming what is missing and how to get it: CI must
+# not turn green by skipping them. `.ci/run` runs as root and installs the packages.
+
+_CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
+
+
+def _effective_caps() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def require_root(purpose: str) -> None:
+    """Fail unless running as root with CAP_NET_ADMIN and CAP_SYS_ADMIN (`ip netns`, `ss -K`)."""
+    if os.geteuid() != 0:
+        pytest.fail(
+            f"needs root for {purpose}: run the tests as root "
+            "(e.g. `sudo .venv/bin/python -m pytest`; CI runs as root)",
+            pytrace=False,
+        )
+    caps = _effective_caps()
+    missing = [name for name, bit in _CAPS.items() if not caps >> bit & 1]
+    if missing:
+        pytest.fail(
+            f"needs {' and '.join(missing)} for {purpose}: this root lacks them (in a "
+            "container, run it with --cap-add=NET_ADMIN --cap-add=SYS_ADMIN or --privileged)",
+            pytrace=False,
+        )
+
+
+def require_commands(*commands: str, package: str, purpose: str) -> None:
+    """Fail unless every command is on PATH, naming the missing ones and their package."""
+    missing = [c for c in commands if shutil.which(c) is None]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} not found on PATH: needed for {purpose}. Install it "
+            f"with `apt-get install {package}` (Debian/Ubuntu; .ci/run does this)",
+            pytrace=False,
+        )
+
+
+def require_prosody() -> None:
+    """Fail unless `prosody` and `prosodyctl` are installed (tests that run a real Prosody)."""
+    why = prosody_missing()
+    if why:
+        pytest.fail(why, pytrace=False)
+
+
+def require_openssl() -> None:
+    """Fail unless the `openssl` command is installed (cross-checks of certificates and pins)."""
+    require_commands("openssl", package="openssl", purpose="cross-checks with openssl")
+
+
+@pytest.fixture
+def openssl_installed() -> None:
+    """For `@pytest.mark.usefixtures("openssl_installed")`."""
+    require_openssl()
 
 
 @dataclass
@@ -121,6 +184,7 @@ class Bot(ComponentXMPP):
         super().__init__(jid, "bot-secret", host, port)
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self.presences: asyncio.Queue[object] = asyncio.Queue()
+        self._markers = 0
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         # Copies: slixmpp reuses and edits stanza objects after the handlers have run.
@@ -149,12 +213,26 @@ class Bot(ComponentXMPP):
     async def next_message(self, timeout: float = 5.0) -> Message:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
-    async def no_message(self, wait: float = 0.3) -> bool:
-        try:
-            await asyncio.wait_for(self.messages.get(), wait)
-        except TimeoutError:
-            return True
-        return False
+    async def no_message(self, timeout: float = 5.0) -> bool:
+        """True if nothing was routed to this bot before now; else AssertionError naming it.
+
+        No fixed sleep: the bot sends a marker message to itself through its daemon and reads
+        until the marker comes back. The daemon handles stanzas in order and the component
+        stream is one TCP connection, so whatever the daemon routed to this bot before the
+        marker arrives before it.
+        """
+        self._markers += 1
+        body = f"marker {self._markers} {id(self)}"
+        self.send_message(mto=self.boundjid.bare, mfrom=self.boundjid.bare, mbody=body)
+        early = []
+        while True:
+            msg = await self.next_message(timeout)
+            if msg["body"] == body:
+                break
+            early.append(msg)
+        if early:
+            raise AssertionError(f"unexpected message(s) before the marker: {early}")
+        return True
 
 
 async def start_bot(side: Side) -> Bot:

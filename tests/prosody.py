@@ -23,8 +23,9 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 from pathlib import Path
+
+from ports import free_port
 
 PROSODY = "prosody"
 PROSODYCTL = "prosodyctl"
@@ -45,13 +46,6 @@ def prosody_missing() -> str | None:
             "Install it with `apt-get install prosody` (Debian/Ubuntu; .ci/run does this)."
         )
     return None
-
-
-def free_port(host: str) -> int:
-    """A TCP port free on `host` right now (bind to 0, read it, release)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def lua_string(s: str) -> str:

@@ -107,6 +107,21 @@ class RawComponent:
         self.sock.close()
 
 
+async def marker(frm: RawComponent, to: RawComponent, timeout: float = 5.0) -> None:
+    """A body-less message from `frm` to `to` (which must be reading); until `to` has it.
+
+    Delivery is ordered: whatever was routed to `to` on the same path before the marker (a
+    bounce, say) is in `to.stanzas` once the marker is. No fixed sleep.
+    """
+    stanza_id = f"marker-{id(frm)}-{len(to.stanzas)}"
+    await frm.send(f"<message from='m@{frm.domain}' to='m@{to.domain}' id='{stanza_id}'/>".encode())
+    await wait_for(
+        lambda: any(el.attrib.get("id") == stanza_id for el in to.stanzas),
+        timeout=timeout,
+        what=f"marker {stanza_id}",
+    )
+
+
 def sequence(stanzas: list[Element]) -> list[int]:
     out = []
     for el in stanzas:
@@ -202,7 +217,7 @@ async def test_stalled_peer_pauses_the_component_instead_of_bouncing(
         await asyncio.wait_for(writer, 5)
         assert len(link.queue) == 0 and not link.congested()
         assert conn.transport is not None and conn.transport.is_reading()
-        await asyncio.sleep(0.2)
+        await marker(comp, comp)  # a bounce to comp would come before it
         assert comp.errors() == []
         assert a.router.bounced == 0
     finally:
@@ -284,7 +299,9 @@ async def test_slow_component_pauses_the_x2x_reader_feeding_it(tmp_path: Path, d
             what="ground reads X2X again",
         )
         assert not g.components[ground.bot].congested()
-        await asyncio.sleep(0.2)
+        sink_reader = asyncio.create_task(sink.read_forever())
+        tasks.append(sink_reader)
+        await marker(sink, sender)  # a bounce from either side would come before it
         assert sender.errors() == []
         assert a.router.bounced == 0 and g.router.bounced == 0
     finally:

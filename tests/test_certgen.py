@@ -32,8 +32,7 @@ except ImportError:  # cryptography < 42
     PolicyBuilder = None
 
 
-def needs_openssl(test):
-    return test
+needs_openssl = pytest.mark.usefixtures("openssl_installed")  # fails, naming it, if missing
 
 
 def load(pem: bytes) -> x509.Certificate:

@@ -245,13 +245,16 @@ async def test_roster_survives_restart_of_both_daemons(tmp_path, hosted):
     pilot = await Client("pilot@air.example/cockpit", "pilot-pw", air, a).start()
     ops = await Client("ops@ground.example/desk", "ops-pw", ground, g).start()
     pilot.send_presence(pto="ops@ground.example", ptype="subscribe")
-    # slixmpp approves (and subscribes back) on its own
+    # slixmpp approves and subscribes back on its own: both ways, as both rosters say (each
+    # roster push follows the server's stored change)
     await wait_for(
-        lambda: pilot.client_roster["ops@ground.example"]["subscription"] in ("to", "both"),
+        lambda: (
+            pilot.client_roster["ops@ground.example"]["subscription"] == "both"
+            and ops.client_roster["pilot@air.example"]["subscription"] == "both"
+        ),
         timeout=5,
-        what="subscription approved",
+        what="subscribed both ways",
     )
-    await asyncio.sleep(0.5)
     before = pilot.client_roster["ops@ground.example"]["subscription"]
     await pilot.stop()
     await ops.stop()

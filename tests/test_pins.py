@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from zerolink.certgen import generate_cert
 from zerolink.pins import Pin, cert_pin, parse_pin, pin_matches, spki_pin
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+needs_openssl = pytest.mark.usefixtures("openssl_installed")  # fails, naming it, if missing
 
 
 def der_of(pem: bytes) -> bytes:

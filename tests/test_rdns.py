@@ -11,6 +11,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from conftest import wait_for
 from dnsserver import DNSServer
 from zerolink.net.rdns import RDNSResult, check_reverse_dns
 
@@ -218,7 +219,7 @@ async def test_resolver_silent_times_out() -> None:
 async def test_cancellation_propagates() -> None:
     async with DNSServer(ZONE, host=DNS_IP, silent=True) as server:
         task = asyncio.create_task(check(server, GROUND_IP, "ground.example", timeout=5.0))
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: server.queries, what="the query sent")  # now waiting for it
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -80,6 +80,7 @@ class RawComponent:
     def __init__(self, domain: str, ip: str, port: int) -> None:
         self.domain, self.ip, self.port = domain, ip, port
         self.bodies: list[str] = []
+        self.markers: list[str] = []  # bodies starting with "marker": kept out of `bodies`
         self.errors = 0
         self._buf = b""
 
@@ -109,7 +110,8 @@ class RawComponent:
                     self.errors += 1
                 m = re.search(rb"<body>([^<]*)</body>", chunk)
                 if m:
-                    self.bodies.append(m.group(1).decode())
+                    body = m.group(1).decode()
+                    (self.markers if body.startswith("marker") else self.bodies).append(body)
 
     async def send_many(self, to: str, n: int, start: int = 0, batch: int = 200) -> None:
         for i in range(start, start + n, batch):
@@ -124,6 +126,31 @@ class RawComponent:
     async def close(self) -> None:
         self._task.cancel()
         self.writer.close()
+
+
+_marker_count = 0
+
+
+async def marker(src: RawComponent, dst: RawComponent, timeout: float = 10) -> None:
+    """Send a marker message from `src` to `dst` and wait until `dst` has it.
+
+    Delivery is ordered: whatever was routed to `dst` along the same path before the marker
+    (a late duplicate, a retransmission of something still unacknowledged) has arrived once
+    the marker has. The replacement for "sleep, then check that nothing more came".
+    """
+    global _marker_count
+    _marker_count += 1
+    body = f"marker {_marker_count}"
+    src.writer.write(
+        f"<message from='pilot@{src.domain}' to='ops@{dst.domain}'><body>{body}</body>"
+        "</message>".encode()
+    )
+    await src.writer.drain()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while body not in dst.markers:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"marker {body!r} not delivered within {timeout}s")
+        await asyncio.sleep(0.005)
 
 
 def link_of(server):
@@ -178,11 +205,11 @@ async def test_exactly_once_in_order_across_connection_cuts(pair):
             await wait_for(lambda c=conn: link_of(a).sender() is not c, what="cut noticed")
         await sender
         await wait_for(lambda: len(dst.bodies) >= n, timeout=30, what="all delivered")
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: len(link_of(a).queue) == 0, what="all acknowledged")
+        await marker(src, dst)  # nothing is left to resend; any late duplicate is in by now
         assert dst.bodies == [str(i) for i in range(n)]  # once each, in order
         assert src.errors == 0
         assert link_of(a).connections_made >= 7
-        await wait_for(lambda: len(link_of(a).queue) == 0, what="all acknowledged")
     finally:
         await src.close()
         await dst.close()
@@ -214,9 +241,12 @@ async def test_queued_stanzas_survive_a_restart_of_the_sender(tmp_path, daemons,
     g.start_links()
     try:
         await wait_for(lambda: len(dst.bodies) >= 200, timeout=10, what="delivered")
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: len(link_of(a).queue) == 0, what="all acknowledged")
+        src = await RawComponent(air.bot, air.ip, air.comp_port).start()
+        await marker(src, dst)
         assert dst.bodies == [str(i) for i in range(200)]
     finally:
+        await src.close()
         await dst.close()
         await g.stop()
 

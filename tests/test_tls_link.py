@@ -219,7 +219,7 @@ async def test_bad_certificates_are_rejected_before_any_stanza(
             cert = None
         data = await raw_tls_client(air.ip, air.x2x_port, cert=cert)
         assert b"<message" not in data
-        assert await abot.no_message(0.5)
+        assert await abot.no_message()
         assert "rejected connection from 127.0.0.3" in caplog.text
         assert expected in caplog.text
     finally:
@@ -241,7 +241,7 @@ async def test_wrong_pin_is_rejected(tmp_path, daemons, sides, pki, caplog):
     abot = await start_bot(air)
     try:
         await raw_tls_client(air.ip, air.x2x_port, cert=pki.ground)
-        assert await abot.no_message(0.5)
+        assert await abot.no_message()
         assert "pin mismatch" in caplog.text
         assert pki.pin(pki.ground[0]) in caplog.text  # the log says which key was presented
     finally:
@@ -271,7 +271,7 @@ async def test_plaintext_to_a_tls_listener_is_rejected(tmp_path, daemons, sides,
         )
         await asyncio.wait_for(reader.read(), 5)
         writer.close()
-        assert await abot.no_message(0.5)
+        assert await abot.no_message()
         assert "not TLS" in caplog.text
     finally:
         await abot.stop()
@@ -284,7 +284,7 @@ async def test_tls_to_a_plaintext_listener_is_rejected(tmp_path, daemons, sides,
     abot = await start_bot(air)
     try:
         await raw_tls_client(air.ip, air.x2x_port, cert=pki.ground)
-        assert await abot.no_message(0.5)
+        assert await abot.no_message()
         assert "TLS handshake on a plaintext X2X link" in caplog.text
     finally:
         await abot.stop()
