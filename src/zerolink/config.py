@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zerolink.errors import ConfigError, ConfigProblem
+from zerolink.idn import IDNError, domain_to_ascii
 from zerolink.jid import normalize_domain
 from zerolink.pins import Pin, parse_pin
 
@@ -623,13 +624,11 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
 
 
 def _normalize_hostname(host: str, text: str) -> str:
-    import idna
-
     if host.replace(".", "").isdigit():
         raise ValueError(f"not a valid IPv4 address: {host!r}")
     try:
-        ascii_form = idna.encode(host.rstrip(".") or host, uts46=True).decode("ascii")
-    except idna.IDNAError as e:
+        ascii_form = domain_to_ascii(host.rstrip(".") or host)
+    except IDNError as e:
         raise ValueError(f"expected an IP address or host name in {text!r}: {e}") from None
     return ascii_form
 
@@ -1026,11 +1025,9 @@ def _parse_dns_name(ctx: _Ctx, value: Any, path: str) -> Any:
     if text.rstrip(".").rpartition(".")[2].isdigit():
         ctx.add(path, f"expected a host name, got {value!r} (its last label is numeric)")
         return _BAD
-    import idna
-
     try:
-        return idna.encode(text.rstrip("."), uts46=True).decode("ascii")
-    except idna.IDNAError as e:
+        return domain_to_ascii(text.rstrip("."))
+    except IDNError as e:
         ctx.add(path, f"invalid host name {value!r}: {e}")
         return _BAD
 
