@@ -183,3 +183,21 @@ def test_user_commands(tmp_path: Path):
     # the password is stored only as salted SCRAM keys
     raw = (tmp_path / "air-data" / "zerolink.sqlite").read_bytes()
     assert b"pw from stdin" not in raw
+
+
+def test_user_add_never_shows_the_password(tmp_path: Path):
+    """Neither the output nor an error names the password (an unusable one included)."""
+    _example_pair(tmp_path)
+    cfg = str(tmp_path / "air.toml")
+    good, bad = "Secret-Of-The-Pilot-1", "Secret\x07Bell"
+    runs = [
+        zerolink("user", "-c", cfg, "add", "pilot@air.example", "--password", good),
+        zerolink("user", "-c", cfg, "add", "copilot@air.example", input=good + "\n"),
+        zerolink("user", "-c", cfg, "passwd", "pilot@air.example", "--password", bad),
+        zerolink("user", "-c", cfg, "add", "pilot@air.example", "--password", good),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 1, 1]
+    assert "unusable password" in runs[2].stderr
+    for res in runs:
+        for secret in (good, bad, "Secret"):
+            assert secret not in res.stdout and secret not in res.stderr

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import logging
+import re
 import ssl
 from pathlib import Path
 
 import pytest
 from slixmpp import ClientXMPP
 
-from conftest import AIR_IP, GROUND_IP, Side, free_port, wait_for, write_config
+from conftest import AIR_IP, GROUND_IP, Side, free_port, start_bot, wait_for, write_config
 from zerolink.app import Server
 from zerolink.config import load_config
+from zerolink.proto.component import handshake_digest
 from zerolink.users import add_user, hosted_jid
 
 pytestmark = pytest.mark.asyncio
@@ -301,3 +305,45 @@ async def test_direct_tls_listener_xep_0368(tmp_path, hosted):
     finally:
         await a.stop()
         await g.stop()
+
+
+def base64_forms(secret: bytes) -> list[bytes]:
+    """Pieces of base64 that every encoding of a text containing `secret` includes, at each of
+    the three alignments the secret can have in it (PLAIN encodes "\\0user\\0password")."""
+    forms = []
+    for k in range(3):
+        enc = base64.b64encode(bytes(3 - k) + secret)
+        forms.append(enc[4:-4])  # drop the groups shared with the prefix or the padding
+    return forms
+
+
+async def test_debug_log_holds_no_password_nor_handshake(pair, caplog):
+    """`--log-level debug` logs the raw bytes: SASL payloads and the component handshake are
+    redacted, whatever the mechanism."""
+    caplog.set_level(logging.DEBUG, logger="zerolink")
+    a, _, air, _ = pair
+    password = "Correct-Horse-Battery-Staple-42"
+    make_user(a, "copilot@air.example", password)
+    for mech in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"):
+        c = await Client(f"copilot@air.example/{mech}", password, air, a, mech).start()
+        await c.stop()
+    bot = await start_bot(air)
+    await bot.stop()
+    text = caplog.text
+    assert password not in text
+    for form in base64_forms(password.encode()):
+        assert form.decode() not in text
+    # every SASL element and handshake shows no payload
+    for m in re.finditer(
+        r"<((?:\w+:)?(?:auth|response|challenge|success|handshake))\b[^>]*(?<!/)>"
+        r"([^<]*)<",
+        text,
+    ):
+        assert m.group(2) == "[redacted]", m.group(0)
+    stream_ids = set(re.findall(r"<stream:stream [^>]*\bid='([^']+)'", text))
+    assert stream_ids
+    for sid in stream_ids:
+        assert handshake_digest(sid, "bot-secret") not in text
+    assert "bot-secret" not in text
+    for mech in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"):  # the log still shows the flow
+        assert re.search(rf"mechanism=[\"']{mech}[\"']>\[redacted\]</auth>", text), mech

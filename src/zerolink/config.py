@@ -341,6 +341,17 @@ def _index(path: str, i: int) -> str:
     return f"{path}[{i}]"
 
 
+# Keys whose value is a secret: a problem with one names its type, never its value (the
+# message goes to stderr, which is the service's log).
+SECRET_KEYS = frozenset({"secret"})
+
+
+def _kind(value: Any) -> str:
+    """The type of a TOML value without the value: "integer", "an array"."""
+    text = _describe(value)
+    return text if text.startswith(("a ", "an ")) else text.split(" ", 1)[0]
+
+
 def _describe(value: Any) -> str:
     """Name a TOML value for a message: "string 'x'", "integer 5", "a table"."""
     if isinstance(value, bool):
@@ -428,7 +439,8 @@ class _Ctx:
             return default
         value = table[key]
         if not isinstance(value, str):
-            self.add(p, f"expected a string, got {_describe(value)}")
+            shown = _describe(value) if key not in SECRET_KEYS else _kind(value)
+            self.add(p, f"expected a string, got {shown}")
             return _BAD
         if not value.strip():
             self.add(p, "must not be empty")

@@ -12,6 +12,7 @@ from OpenSSL import SSL
 from zerolink.config import HostConfig
 from zerolink.errors import StanzaError
 from zerolink.net.driver import SessionDriver
+from zerolink.net.redact import SASL_SECRETS
 from zerolink.net.sockets import tune
 from zerolink.net.tlslayer import TLSLayer
 from zerolink.proto import c2s
@@ -59,6 +60,8 @@ class ClientListener:
 
 class C2SConnection(SessionDriver):
     """One client connection; a `ClientSession` for the host once bound."""
+
+    secret_elements = SASL_SECRETS
 
     def __init__(self, listener: ClientListener, *, direct_tls: bool) -> None:
         super().__init__()
