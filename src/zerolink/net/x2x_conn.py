@@ -41,6 +41,7 @@ class X2XConnection(SessionDriver):
         self.acceptor = acceptor
         self.up = False
         self.last_stanza = self.loop.time()
+        self.opened_at = self.loop.time()  # TCP established (the protocol is made then)
         self.inflow = Inflow(self)
         self._addr: tuple[Any, ...] = ()
 
