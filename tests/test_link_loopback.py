@@ -417,3 +417,36 @@ async def test_a_peer_that_accepts_and_drops_is_not_hammered(tmp_path, daemons, 
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+async def test_a_fin_after_our_stream_close_is_no_connection_lost(tmp_path, daemons, sides, caplog):
+    """Some servers answer our </stream:stream> with a bare FIN (no close of their own)."""
+    caplog.set_level(logging.INFO, logger="zerolink")
+    air, ground = sides
+    got_close = asyncio.Event()
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = b""
+        while b"</stream:stream>" not in data:
+            chunk = await reader.read(4096)
+            if not chunk:
+                break
+            data += chunk
+        got_close.set()
+        writer.close()  # FIN, nothing else
+
+    listener = await asyncio.start_server(peer, ground.ip, ground.x2x_port)
+    try:
+        a = await daemons(write_config(tmp_path, air, ground))
+        link = link_of(a)
+        await wait_for(lambda: link.outbound is not None, what="air's connection up")
+        conn = link.outbound
+        conn.begin_close()
+        await asyncio.wait_for(got_close.wait(), 5)
+        await wait_for(lambda: link.outbound is not conn, what="air's connection down")
+        down = [r.getMessage() for r in caplog.records if ": down (" in r.getMessage()]
+        assert len(down) == 1
+        assert "closed: the peer closed the connection after our stream close" in down[0]
+        assert "connection lost" not in down[0]
+    finally:
+        listener.close()

@@ -49,6 +49,7 @@ class SessionDriver(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._held: list[bytes] = []
+        self.lost_cleanly = False
         self._redact_in = Redactor(self.secret_elements)
         self._redact_out = Redactor(self.secret_elements)
 
@@ -107,6 +108,7 @@ class SessionDriver(asyncio.Protocol):
             self._timer = None
         self.transport = None
         self.closed.set()
+        self.lost_cleanly = exc is None  # an orderly close (FIN), not a reset or an error
         self.on_lost(str(exc) if exc else "connection closed")
 
     def pause_writing(self) -> None:
