@@ -130,3 +130,55 @@ def test_no_sni_for_an_ip_literal(tmp_path: Path):
     client.start()
     transfer(client, server)
     assert server.handshake_done and server.conn.get_servername() is None
+
+
+def peer_config(tmp_path: Path, identity: str):
+    """A peer `ground.example` with the given [peer.identity] lines (mode = "tls")."""
+    pair = certgen.generate_cert(["air.example"])
+    mine = certgen.write_pair(tmp_path, "air", *pair, force=True)
+    config = tmp_path / "air.toml"
+    config.write_text(
+        f"""
+[server]
+domains = ["air.example"]
+
+[[peer]]
+name = "ground"
+domains = ["ground.example"]
+remote = "127.0.0.3:5999"
+direction = "outbound"
+tls = true
+certificate = "{mine[0]}"
+key = "{mine[1]}"
+
+[peer.identity]
+mode = "tls"
+{identity}
+"""
+    )
+    (peer,) = load_config(config).peers
+    return peer
+
+
+def test_a_self_signed_certificate_is_refused_for_what_it_is(tmp_path: Path):
+    """Not for the missing authority key identifier that the chain builder trips over."""
+    ca_pem, _ = certgen.generate_ca()
+    (tmp_path / "ca.pem").write_bytes(ca_pem)
+    self_signed, _ = certgen.generate_cert(["ground.example"])
+    from zerolink.pins import spki_pin
+
+    pin = str(spki_pin(der(self_signed)))
+    other_pin = 'pins = ["sha256//' + "A" * 43 + '="]'
+    ca = f'ca = "{tmp_path / "ca.pem"}"'
+    for identity, why in (
+        (ca, "not issued by ca.pem"),
+        (other_pin, "no pin matches"),
+        (f"{ca}\n{other_pin}", "no pin matches, not issued by ca.pem"),
+    ):
+        peer = peer_config(tmp_path, identity)
+        for server in (False, True):
+            reason = check_certificate(peer, [der(self_signed)], server=server)
+            assert reason == f"self-signed certificate not trusted ({why}); its SPKI pin is {pin}"
+    # pinned, it is trusted
+    peer = peer_config(tmp_path, f'pins = ["{pin}"]')
+    assert check_certificate(peer, [der(self_signed)], server=False) is None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ObjectIdentifier
 
 from zerolink.config import IdentityConfig, PeerConfig
@@ -143,7 +144,30 @@ def check_certificate(cfg: PeerConfig, chain: list[bytes], *, server: bool) -> s
         if reason is None:
             return None
         reasons.append(reason)
+    if reasons and _self_signed(leaf):
+        # The chain builder's complaint (a missing authority key identifier) is beside the
+        # point: no CA issued this certificate, and only a pin could have trusted it.
+        why = []
+        if ident.pins:
+            why.append("no pin matches")
+        if ident.ca is not None:
+            why.append(f"not issued by {ident.ca.name}")
+        return (
+            f"self-signed certificate not trusted ({', '.join(why)}); "
+            f"its SPKI pin is {spki_pin(chain[0])}"
+        )
     return "; ".join(reasons) or "no trust configured (identity.ca or identity.pins)"
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Issued by its own key (subject = issuer, and its signature verifies with its key)."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _check_pki(
