@@ -138,6 +138,29 @@ async def test_wrong_password_is_not_authorized(pair):
     c.abort()
 
 
+@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-256"])
+async def test_a_failed_login_is_one_warning_with_address_and_jid(pair, mech, caplog):
+    """What fail2ban-style tools read: address and JID, never the password."""
+    caplog.set_level(logging.DEBUG, logger="zerolink")
+    a, _, air, _ = pair
+    guess = "Wrong-Pass-Guess-77"
+    c = Client("Pilot@air.example/x", guess, air, a, mech)
+    c.connect(air.ip, air.c2s_port)
+    await asyncio.wait_for(c.auth_failed.wait(), 10)
+    c.abort()
+    lines = [r for r in caplog.records if "authentication failed for" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert re.fullmatch(
+        r"client 127\.0\.0\.\d+:\d+: authentication failed for pilot@air\.example: "
+        r"not-authorized \(from 127\.0\.0\.\d+\)",
+        lines[0].getMessage(),
+    ), lines[0].getMessage()
+    assert guess not in caplog.text
+    for form in base64_forms(guess.encode()):
+        assert form.decode() not in caplog.text
+
+
 async def test_plain_is_refused_before_tls(pair):
     _, _, air, _ = pair
     reader, writer = await asyncio.open_connection(air.ip, air.c2s_port)
