@@ -450,3 +450,26 @@ async def test_a_fin_after_our_stream_close_is_no_connection_lost(tmp_path, daem
         assert "connection lost" not in down[0]
     finally:
         listener.close()
+
+
+async def test_a_standard_s2s_servers_own_stream_error_is_logged(tmp_path, daemons, sides, caplog):
+    """Metre and other RFC 6120 servers answer with a header and a <stream:error>: the log
+    shows their error as well as our policy-violation."""
+    caplog.set_level(logging.INFO, logger="zerolink")
+    air, ground = sides
+    await daemons(write_config(tmp_path, air, ground, peer_overrides={"direction": "inbound"}))
+    reader, writer = await asyncio.open_connection(air.ip, air.x2x_port, local_addr=(ground.ip, 0))
+    writer.write(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' from='ground.example' "
+        b"to='air.example' version='1.0'><stream:error>"
+        b"<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>No such domain air.example</text>"
+        b"</stream:error></stream:stream>"
+    )
+    reply = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert b"<policy-violation " in reply
+    await wait_for(lambda: "stream error sent to" in caplog.text, what="our error logged")
+    assert "stream error from 127.0.0.3:" in caplog.text
+    assert ": host-unknown (No such domain air.example)" in caplog.text
