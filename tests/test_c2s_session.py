@@ -347,7 +347,7 @@ def test_plain_is_not_offered_before_tls_and_refused_with_encryption_required():
     c = Client(new(tls_required=False))
     c.send(header())
     assert "PLAIN" not in mechanisms(features(c))
-    assert c.send(plain("juliet", PASSWORD)) == []
+    assert c.send(plain("juliet", PASSWORD)) == [c2s.AuthFailed(None, "encryption-required")]
     assert sasl_condition(c.one()) == "encryption-required"
     assert c.s.state is c2s.State.NEGOTIATING  # the client may still STARTTLS
     assert c.send(STARTTLS) == [c2s.StartTLS()]
@@ -358,7 +358,7 @@ def test_auth_before_required_tls_is_encryption_required():
     c.send(header())
     c.read()
     first, _ = scram_first()
-    assert c.send(auth("SCRAM-SHA-256", first)) == []
+    assert c.send(auth("SCRAM-SHA-256", first)) == [c2s.AuthFailed(None, "encryption-required")]
     assert sasl_condition(c.one()) == "encryption-required"
     assert c.s.authenticated_user is None
 
@@ -430,20 +430,21 @@ def test_tls_established_only_after_starttls():
 # -- SASL ----------------------------------------------------------------------------------
 def test_wrong_password_is_not_authorized_and_the_client_may_retry():
     c = secure_session()
-    assert c.send(plain("juliet", "wrong")) == []
+    # the failed attempt is reported with the username tried, for the log (fail2ban)
+    assert c.send(plain("Juliet", "wrong")) == [c2s.AuthFailed("juliet", "not-authorized")]
     assert sasl_condition(c.one()) == "not-authorized"
     first, bare = scram_first()
     c.send(auth("SCRAM-SHA-256", first))
     c.read()
     final, _ = scram_final(bare, server_first(), password="also wrong")
-    assert c.send(response(final)) == []
+    assert c.send(response(final)) == [c2s.AuthFailed("juliet", "not-authorized")]
     assert sasl_condition(c.one()) == "not-authorized"
     assert c.send(plain("juliet", PASSWORD)) == [c2s.Authenticated("juliet", DOMAIN)]
 
 
 def test_unknown_user_gets_the_same_failure():
     c = secure_session()
-    c.send(plain("nobody", PASSWORD))
+    assert c.send(plain("nobody", PASSWORD)) == [c2s.AuthFailed("nobody", "not-authorized")]
     failure = c.one()
     assert sasl_condition(failure) == "not-authorized"
     c2 = secure_session()
@@ -457,8 +458,8 @@ def test_third_failure_is_policy_violation():
     c.send(plain("juliet", "x2"))
     c.read()
     events = c.send(plain("juliet", "x3"))
-    assert kinds(events) == [c2s.StreamErrorSent, c2s.Closed]
-    assert events[0].condition == "policy-violation"
+    assert kinds(events) == [c2s.AuthFailed, c2s.StreamErrorSent, c2s.Closed]
+    assert events[1].condition == "policy-violation"
     els = c.read()
     assert sasl_condition(els[0]) == "not-authorized"  # the failure comes first
     assert stream_error_of(els) == "policy-violation" and c.closed
@@ -469,7 +470,7 @@ def test_abort_is_aborted():
     first, _ = scram_first()
     c.send(auth("SCRAM-SHA-256", first))
     assert c.one().tag == f"{{{SASL_NS}}}challenge"
-    assert c.send(f"<abort xmlns='{SASL_NS}'/>".encode()) == []
+    assert c.send(f"<abort xmlns='{SASL_NS}'/>".encode()) == [c2s.AuthFailed("juliet", "aborted")]
     assert sasl_condition(c.one()) == "aborted"
     assert c.send(plain("juliet", PASSWORD)) == [c2s.Authenticated("juliet", DOMAIN)]
 
@@ -512,7 +513,7 @@ def test_lookup_failure_is_temporary_auth_failure():
         raise OSError("database is locked")
 
     c = secure_session(lookup=broken)
-    assert c.send(plain("juliet", PASSWORD)) == []
+    assert c.send(plain("juliet", PASSWORD)) == [c2s.AuthFailed(None, "temporary-auth-failure")]
     assert sasl_condition(c.one()) == "temporary-auth-failure"
     assert c.s.state is c2s.State.NEGOTIATING
 
@@ -1027,3 +1028,32 @@ def test_to_goes_on_normalized():
     c = bound()
     (ev,) = c.send(b"<message to='Romeo@Example.NET./orchard'><body>x</body></message>")
     assert isinstance(ev, c2s.StanzaIn) and ev.stanza.get("to") == "romeo@example.net/orchard"
+
+
+def test_failed_sasl_attempts_name_the_username_when_known():
+    """AuthFailed carries what the log may say: the prepared username, never the password."""
+    cases = [
+        (auth("DIGEST-MD5", b"x"), c2s.AuthFailed(None, "invalid-mechanism")),
+        (plain("ju liet", PASSWORD), c2s.AuthFailed(None, "not-authorized")),  # not a localpart
+        (
+            plain("juliet", PASSWORD, authzid="romeo@example.com"),
+            # the password was right: not a guess, and the session reports no username for it
+            c2s.AuthFailed(None, "invalid-authzid"),
+        ),
+        (
+            f"<response xmlns='{SASL_NS}'>abcd</response>".encode(),
+            c2s.AuthFailed(None, "malformed-request"),
+        ),
+    ]
+    for data, expected in cases:
+        c = secure_session()
+        events = c.send(data)
+        assert events == [expected]
+        assert PASSWORD not in repr(events)
+    # SCRAM: the username of the client-first message
+    c = secure_session()
+    first, bare = scram_first("JULIET")
+    c.send(auth("SCRAM-SHA-1", first))
+    c.read()
+    final, _ = scram_final(bare, server_first(), password="wrong", hash_name="sha1")
+    assert c.send(response(final)) == [c2s.AuthFailed("juliet", "not-authorized")]

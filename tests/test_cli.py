@@ -183,3 +183,64 @@ def test_user_commands(tmp_path: Path):
     # the password is stored only as salted SCRAM keys
     raw = (tmp_path / "air-data" / "zerolink.sqlite").read_bytes()
     assert b"pw from stdin" not in raw
+
+
+def test_user_add_never_shows_the_password(tmp_path: Path):
+    """Neither the output nor an error names the password (an unusable one included)."""
+    _example_pair(tmp_path)
+    cfg = str(tmp_path / "air.toml")
+    good, bad = "Secret-Of-The-Pilot-1", "Secret\x07Bell"
+    runs = [
+        zerolink("user", "-c", cfg, "add", "pilot@air.example", "--password", good),
+        zerolink("user", "-c", cfg, "add", "copilot@air.example", input=good + "\n"),
+        zerolink("user", "-c", cfg, "passwd", "pilot@air.example", "--password", bad),
+        zerolink("user", "-c", cfg, "add", "pilot@air.example", "--password", good),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 1, 1]
+    assert "unusable password" in runs[2].stderr
+    for res in runs:
+        for secret in (good, bad, "Secret"):
+            assert secret not in res.stdout and secret not in res.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_jid_cannot_forge_a_log_line(tmp_path: Path):
+    """`&#10;` in a JID is a newline once decoded; the command's log still shows one line."""
+    ports = _example_pair(tmp_path)
+    forged = "2026-01-01 00:00:00,000 WARNING zerolink.link: link ground: up (forged)"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zerolink",
+        "run",
+        "-c",
+        str(tmp_path / "air.toml"),
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+
+    async def line_with(text: str) -> str:
+        while True:
+            raw = await asyncio.wait_for(proc.stderr.readline(), 10)
+            assert raw, f"the daemon exited before logging {text!r}: {lines}"
+            lines.append(raw.decode())
+            if text in lines[-1]:
+                return lines[-1]
+
+    try:
+        await line_with("components: listening on")
+        bot = await Bot("bot.air.example", ports["air"]["comp"], AIR_IP).start()
+        bot.send_raw(
+            "<message from='pilot@bot.air.example' "
+            f"to='ops@ground.example&#10;{forged}'><body>x</body></message>"
+        )
+        bounce = await line_with("bounced message from pilot@bot.air.example")
+        await bot.stop()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(proc.communicate(), 20)
+    lines += (rest or b"").decode().splitlines(keepends=True)
+    assert "ops@ground.example\\n2026-01-01" in bounce
+    assert not any(line.startswith("2026-01-01") for line in lines), lines

@@ -159,3 +159,16 @@ def test_addresses_go_on_normalized():
     assert isinstance(ev, comp.StanzaIn)
     assert ev.stanza.get("from") == "u@bot.air.example"
     assert ev.stanza.get("to") == "a@ground.example/R"
+
+
+def test_non_ascii_handshake_is_not_authorized():
+    # hmac.compare_digest refuses non-ASCII str (TypeError): a handshake with "é" or "€" is
+    # simply wrong, answered like any other wrong handshake, never a traceback.
+    for text in ("é" * 40, "€", handshake_digest("abc123", "bot-secret")[:-1] + "é"):
+        s = new()
+        s.receive_data(HEADER, 0.0)
+        s.data_to_send()
+        events = s.receive_data(f"<handshake>{text}</handshake>".encode(), 0.0)
+        assert events[0] == comp.StreamErrorSent("not-authorized", "wrong handshake")
+        assert isinstance(events[1], comp.Closed)
+        assert b"<not-authorized " in s.data_to_send()

@@ -548,6 +548,25 @@ def test_component_problems(tmp_path: Path) -> None:
     assert "expected a table" in found["component[2]"]
 
 
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    """Config problems go to stderr, the service's log: a secret's value never appears."""
+    found = parse_problems(
+        {
+            "server": {"domains": ["air.example"]},
+            "component_listener": {"listen": "127.0.0.2:5347"},
+            "component": [{"domain": "bot.air.example", "secret": 987654321}],
+            "upstream": {
+                "address": "127.0.0.1:5347",
+                "component": [{"domain": "ground.example", "secret": 24681357.5}],
+            },
+        },
+        tmp_path,
+    )
+    assert found["component[0].secret"] == "expected a string, got integer"
+    shown = "\n".join(found.values())
+    assert "987654321" not in shown and "24681357" not in shown
+
+
 def test_components_need_listener(tmp_path: Path) -> None:
     found = parse_problems(
         {"server": {"domains": ["a.example"]}, "component": [{"domain": "b.a", "secret": "s"}]},
@@ -1400,7 +1419,7 @@ def test_upstream_beside_local_components_and_host(tmp_path: Path) -> None:
         (
             {"component": [{"domain": "ground.example", "secret": 5}]},
             "upstream.component[0].secret",
-            "expected a string, got integer 5",
+            "expected a string, got integer",  # a secret: its value is never shown
         ),
         (
             {"component": [{"domain": "*.ground.example", "secret": "s"}]},

@@ -6,6 +6,7 @@ fake route standing for the X2X link, which records what would cross it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -1136,3 +1137,39 @@ def test_sessions_of(w: World) -> None:
     assert w.host.sessions_of("Juliet@AIR.example") == [a]
     assert w.host.sessions_of(R) == []
     assert w.host.sessions_of("@bad") == []
+
+
+def error_text(stanza: Element) -> str | None:
+    err = stanza.find("{jabber:server}error")
+    text = err.find("{urn:ietf:params:xml:ns:xmpp-stanzas}text") if err is not None else None
+    return text.text if text is not None else None
+
+
+def test_unsupported_iq_names_its_namespace(w: World, caplog: pytest.LogCaptureFixture) -> None:
+    """service-unavailable for a feature we lack says which (in the reply and in the log)."""
+    caplog.set_level(logging.INFO, logger="zerolink")
+    w.put(J, M, "from")
+    w.remote(iq("air.example", "<query xmlns='jabber:iq:last'/>"))
+    w.remote(iq(J, "<query xmlns='urn:example:nothing'/>"))  # M may see J's account
+    errs = w.link.take()
+    assert [(error_condition(e), error_text(e)) for e in errs] == [
+        ("service-unavailable", "jabber:iq:last is not supported"),
+        ("service-unavailable", "urn:example:nothing is not supported"),
+    ]
+    assert (
+        "bounced iq (jabber:iq:last query) from mercutio@ground.example/lab to air.example: "
+        "service-unavailable (jabber:iq:last is not supported)"
+    ) in caplog.text
+    # who may not see an account gets what a missing account gets: nothing named
+    w.remote(iq(J, "<query xmlns='urn:example:nothing'/>", frm="tybalt@ground.example/x"))
+    w.remote(
+        iq(
+            "ghost@air.example",
+            "<query xmlns='urn:example:nothing'/>",
+            frm="tybalt@ground.example/x",
+        )
+    )
+    hidden, missing = w.link.take()
+    assert error_text(hidden) is None and error_text(missing) is None
+    assert hidden.find("{jabber:server}error") == missing.find("{jabber:server}error")
+    assert "bounced iq (urn:example:nothing query) from tybalt@ground.example/x" in caplog.text

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import logging
+import re
 import ssl
 from pathlib import Path
 
 import pytest
 from slixmpp import ClientXMPP
 
-from conftest import AIR_IP, GROUND_IP, Side, free_port, wait_for, write_config
+from conftest import AIR_IP, GROUND_IP, Side, free_port, start_bot, wait_for, write_config
 from zerolink.app import Server
 from zerolink.config import load_config
+from zerolink.proto.component import handshake_digest
 from zerolink.users import add_user, hosted_jid
 
 pytestmark = pytest.mark.asyncio
@@ -132,6 +136,29 @@ async def test_wrong_password_is_not_authorized(pair):
     await asyncio.wait_for(c.auth_failed.wait(), 10)
     assert failures and failures[0] == "not-authorized"
     c.abort()
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-256"])
+async def test_a_failed_login_is_one_warning_with_address_and_jid(pair, mech, caplog):
+    """What fail2ban-style tools read: address and JID, never the password."""
+    caplog.set_level(logging.DEBUG, logger="zerolink")
+    a, _, air, _ = pair
+    guess = "Wrong-Pass-Guess-77"
+    c = Client("Pilot@air.example/x", guess, air, a, mech)
+    c.connect(air.ip, air.c2s_port)
+    await asyncio.wait_for(c.auth_failed.wait(), 10)
+    c.abort()
+    lines = [r for r in caplog.records if "authentication failed for" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert re.fullmatch(
+        r"client 127\.0\.0\.\d+:\d+: authentication failed for pilot@air\.example: "
+        r"not-authorized \(from 127\.0\.0\.\d+\)",
+        lines[0].getMessage(),
+    ), lines[0].getMessage()
+    assert guess not in caplog.text
+    for form in base64_forms(guess.encode()):
+        assert form.decode() not in caplog.text
 
 
 async def test_plain_is_refused_before_tls(pair):
@@ -381,3 +408,45 @@ async def test_go_xmpp_style_client_newline_restart_and_pipelined_bind(tmp_path,
     finally:
         await a.stop()
         await g.stop()
+
+
+def base64_forms(secret: bytes) -> list[bytes]:
+    """Pieces of base64 that every encoding of a text containing `secret` includes, at each of
+    the three alignments the secret can have in it (PLAIN encodes "\\0user\\0password")."""
+    forms = []
+    for k in range(3):
+        enc = base64.b64encode(bytes(3 - k) + secret)
+        forms.append(enc[4:-4])  # drop the groups shared with the prefix or the padding
+    return forms
+
+
+async def test_debug_log_holds_no_password_nor_handshake(pair, caplog):
+    """`--log-level debug` logs the raw bytes: SASL payloads and the component handshake are
+    redacted, whatever the mechanism."""
+    caplog.set_level(logging.DEBUG, logger="zerolink")
+    a, _, air, _ = pair
+    password = "Correct-Horse-Battery-Staple-42"
+    make_user(a, "copilot@air.example", password)
+    for mech in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"):
+        c = await Client(f"copilot@air.example/{mech}", password, air, a, mech).start()
+        await c.stop()
+    bot = await start_bot(air)
+    await bot.stop()
+    text = caplog.text
+    assert password not in text
+    for form in base64_forms(password.encode()):
+        assert form.decode() not in text
+    # every SASL element and handshake shows no payload
+    for m in re.finditer(
+        r"<((?:\w+:)?(?:auth|response|challenge|success|handshake))\b[^>]*(?<!/)>"
+        r"([^<]*)<",
+        text,
+    ):
+        assert m.group(2) == "[redacted]", m.group(0)
+    stream_ids = set(re.findall(r"<stream:stream [^>]*\bid='([^']+)'", text))
+    assert stream_ids
+    for sid in stream_ids:
+        assert handshake_digest(sid, "bot-secret") not in text
+    assert "bot-secret" not in text
+    for mech in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1"):  # the log still shows the flow
+        assert re.search(rf"mechanism=[\"']{mech}[\"']>\[redacted\]</auth>", text), mech

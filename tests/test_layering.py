@@ -17,6 +17,8 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "zerolink"
 
 LAYERS = {
     "errors": 0,
+    "idn": 0,
+    "logs": 0,
     "jid": 1,
     "domains": 1,
     "pins": 1,

@@ -115,7 +115,8 @@ async def test_two_peer_domains_share_one_connection(tmp_path, daemons, sides):
             await b.stop()
 
 
-async def test_simultaneous_open_uses_each_connection_one_way(tmp_path, daemons, sides):
+async def test_simultaneous_open_uses_each_connection_one_way(tmp_path, daemons, sides, caplog):
+    caplog.set_level(logging.INFO, logger="zerolink")
     air, ground = sides
     from zerolink.app import Server
     from zerolink.config import load_config
@@ -132,6 +133,8 @@ async def test_simultaneous_open_uses_each_connection_one_way(tmp_path, daemons,
         await wait_for(
             lambda: len(connections(a)) == 2 and len(connections(g)) == 2, what="two connections"
         )
+        assert caplog.text.count("simultaneous open: both sides dialed at once") == 2
+        assert "second connection" not in caplog.text
         n = 50
         for i in range(n):
             abot.send_message(mto=f"ops@{ground.bot}", mfrom=f"pilot@{air.bot}", mbody=f"u{i}")
@@ -155,6 +158,51 @@ async def test_simultaneous_open_uses_each_connection_one_way(tmp_path, daemons,
     finally:
         await a.stop()
         await g.stop()
+
+
+async def test_a_later_second_connection_is_not_called_simultaneous(
+    tmp_path, daemons, sides, caplog
+):
+    """The peer dials although our connection has been up a while (it restarted, or a
+    middlebox dropped ours): the log says so instead of "simultaneous open"."""
+    from zerolink.net import link as linkmod
+
+    caplog.set_level(logging.INFO, logger="zerolink")
+    air, ground = sides
+    held: list[asyncio.StreamWriter] = []
+    # ground's X2X port: accepts air's connection and says nothing (a peer that has lost it)
+    listener = await asyncio.start_server(lambda _r, w: held.append(w), ground.ip, ground.x2x_port)
+    try:
+        a = await daemons(write_config(tmp_path, air, ground))
+        link = link_of(a)
+        await wait_for(lambda: link.outbound is not None, what="air's connection up")
+        loop = asyncio.get_running_loop()
+        # let the window of a simultaneous open pass (loopback RTTs are microseconds)
+        await asyncio.sleep(
+            link.outbound.opened_at + linkmod.SIMULTANEOUS_WINDOW + 0.05 - loop.time()
+        )
+        _, writer = await asyncio.open_connection(air.ip, air.x2x_port, local_addr=(ground.ip, 0))
+        await wait_for(lambda: len(link.inbound) == 1, what="ground's connection up")
+        assert "simultaneous open" not in caplog.text
+        assert "second connection: the peer dialed" in caplog.text
+        assert "after our connection was made, so it does not see ours" in caplog.text
+        writer.close()
+    finally:
+        for w in held:
+            w.close()
+        listener.close()
+
+
+async def test_second_connection_wording():
+    from zerolink.net.link import SIMULTANEOUS_WINDOW, second_connection_note
+
+    assert "simultaneous open" in second_connection_note(0.01, 0.00005)
+    # on a 3 s round-trip link, crossing dials come seconds apart and are still simultaneous
+    assert "simultaneous open" in second_connection_note(5.0, 3.0)
+    later = second_connection_note(SIMULTANEOUS_WINDOW + 12.3, 0.00005)
+    assert "second connection: the peer dialed 12.8s after our connection" in later
+    assert "simultaneous" not in later
+    assert "simultaneous open" not in second_connection_note(30.0, None)
 
 
 async def test_peer_restart_queues_then_delivers(tmp_path, daemons, sides):
@@ -412,3 +460,59 @@ async def test_4_4_a_misaddressed_stanza_is_bounced_and_the_link_stays_up(tmp_pa
     finally:
         await abot.stop()
         await gbot.stop()
+
+
+async def test_a_fin_after_our_stream_close_is_no_connection_lost(tmp_path, daemons, sides, caplog):
+    """Some servers answer our </stream:stream> with a bare FIN (no close of their own)."""
+    caplog.set_level(logging.INFO, logger="zerolink")
+    air, ground = sides
+    got_close = asyncio.Event()
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = b""
+        while b"</stream:stream>" not in data:
+            chunk = await reader.read(4096)
+            if not chunk:
+                break
+            data += chunk
+        got_close.set()
+        writer.close()  # FIN, nothing else
+
+    listener = await asyncio.start_server(peer, ground.ip, ground.x2x_port)
+    try:
+        a = await daemons(write_config(tmp_path, air, ground))
+        link = link_of(a)
+        await wait_for(lambda: link.outbound is not None, what="air's connection up")
+        conn = link.outbound
+        conn.begin_close()
+        await asyncio.wait_for(got_close.wait(), 5)
+        await wait_for(lambda: link.outbound is not conn, what="air's connection down")
+        down = [r.getMessage() for r in caplog.records if ": down (" in r.getMessage()]
+        assert len(down) == 1
+        assert "closed: the peer closed the connection after our stream close" in down[0]
+        assert "connection lost" not in down[0]
+    finally:
+        listener.close()
+
+
+async def test_a_standard_s2s_servers_own_stream_error_is_logged(tmp_path, daemons, sides, caplog):
+    """Metre and other RFC 6120 servers answer with a header and a <stream:error>: the log
+    shows their error as well as our policy-violation."""
+    caplog.set_level(logging.INFO, logger="zerolink")
+    air, ground = sides
+    await daemons(write_config(tmp_path, air, ground, peer_overrides={"direction": "inbound"}))
+    reader, writer = await asyncio.open_connection(air.ip, air.x2x_port, local_addr=(ground.ip, 0))
+    writer.write(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        b"xmlns:stream='http://etherx.jabber.org/streams' from='ground.example' "
+        b"to='air.example' version='1.0'><stream:error>"
+        b"<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>No such domain air.example</text>"
+        b"</stream:error></stream:stream>"
+    )
+    reply = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert b"<policy-violation " in reply
+    await wait_for(lambda: "stream error sent to" in caplog.text, what="our error logged")
+    assert "stream error from 127.0.0.3:" in caplog.text
+    assert ": host-unknown (No such domain air.example)" in caplog.text

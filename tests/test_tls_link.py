@@ -184,6 +184,7 @@ async def raw_tls_client(
         ("expired", "expired"),
         ("other domain", "wrong name"),
         ("no certificate", "no certificate"),
+        ("self-signed", "self-signed certificate not trusted (not issued by ca.pem)"),
     ],
 )
 async def test_bad_certificates_are_rejected_before_any_stanza(
@@ -215,6 +216,8 @@ async def test_bad_certificates_are_rejected_before_any_stanza(
             )
         elif case == "other domain":
             cert = pki.leaf("elsewhere", ["elsewhere.example"])
+        elif case == "self-signed":
+            cert = pki.write("self", *certgen.generate_cert(["ground.example"]))
         else:
             cert = None
         data = await raw_tls_client(air.ip, air.x2x_port, cert=cert)
@@ -222,6 +225,7 @@ async def test_bad_certificates_are_rejected_before_any_stanza(
         assert await abot.no_message()
         assert "rejected connection from 127.0.0.3" in caplog.text
         assert expected in caplog.text
+        assert "missing required extension" not in caplog.text
     finally:
         await abot.stop()
 
@@ -327,3 +331,42 @@ async def test_invalid_from_over_a_valid_tls_link(tmp_path, daemons, sides, pki)
         assert await abot.no_message()
     finally:
         await abot.stop()
+
+
+async def test_non_ascii_peer_domain_with_a_dns_name_only_certificate(
+    tmp_path, daemons, sides, pki
+):
+    """A peer `faß.example` whose CA-issued certificate names only dNSName xn--fa-hia.example
+    (IDNA2008, as a public CA issues it) is accepted, and our SNI names it the same way."""
+    from test_identity import dns_name_only
+
+    air, ground = sides
+    ground.domain = "faß.example"
+    cert, key = certgen.generate_cert(
+        [ground.domain], ca_cert_pem=pki.ca_pem, ca_key_pem=pki.ca_key
+    )
+    ground_pair = pki.write("faß", dns_name_only(cert, pki.ca_pem, pki.ca_key), key)
+    a = await daemons(
+        write_config(
+            tmp_path,
+            air,
+            ground,
+            identity=pki_identity(pki),
+            peer_overrides={**tls_peer(pki.air), "direction": "outbound"},
+        )
+    )
+    g = await daemons(
+        write_config(
+            tmp_path,
+            ground,
+            air,
+            identity=pki_identity(pki),
+            peer_overrides={**tls_peer(ground_pair), "direction": "inbound"},
+        )
+    )
+    await wait_for(
+        lambda: link_of(a).sender() is not None and link_of(g).sender() is not None, what="link up"
+    )
+    (inbound,) = connections(g)
+    assert inbound.tls.conn.get_servername() == b"xn--fa-hia.example"
+    await exchange(air, ground)

@@ -434,3 +434,59 @@ def test_4_5_addresses_go_on_normalized(sender: str):
     (el,) = stanzas(a.receive_data(raw, 0.0))
     assert el.get("from") in ("x@ground.example", "x@ground.example/R")
     assert el.get("to") == "p@air.example"
+
+
+METRE_ERROR = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' from='ground.example' to='air.example' "
+    b"version='1.0'><stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+    b"<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>No such domain air.example</text>"
+    b"</stream:error></stream:stream>"
+)
+
+
+BARE_ERROR = METRE_ERROR[METRE_ERROR.index(b"<stream:stream") :]
+EXPECTED = x2x.StreamErrorReceived("host-unknown", "No such domain air.example")
+
+
+@pytest.mark.parametrize("reads", [[METRE_ERROR], [BARE_ERROR], [BARE_ERROR[:9], BARE_ERROR[9:]]])
+def test_peer_stream_error_after_its_header_is_reported(reads: list[bytes]):
+    """A standard S2S server refusing us sends its header and its own error in one write: we
+    answer policy-violation, and its error (usually what says what is wrong) is reported."""
+    a = air()
+    events = [ev for data in reads for ev in a.receive_data(data, 0.0)]
+    assert [e for e in events if isinstance(e, x2x.StreamErrorReceived)] == [EXPECTED]
+    assert stream_error_sent(events) == "policy-violation"
+    assert closed(events) is not None
+    assert b"<policy-violation " in a.data_to_send()
+
+
+def test_peer_stream_error_after_a_header_restated_later_on_the_link():
+    a = air()
+    stanza = b"<message from='x@ground.example' to='p@air.example'><body>b</body></message>"
+    assert len(stanzas(a.receive_data(stanza, 0.0))) == 1
+    events = a.receive_data(stanza + BARE_ERROR, 0.0)
+    assert len(stanzas(events)) == 1 and EXPECTED in events
+
+
+def test_peer_stream_error_after_a_bare_header_in_another_namespace():
+    a = air()
+    events = a.receive_data(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+        b"<stream:error><invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        b"</stream:error>",
+        0.0,
+    )
+    assert x2x.StreamErrorReceived("invalid-namespace", None) in events
+    assert stream_error_sent(events) == "policy-violation"
+
+
+def test_a_header_without_an_error_reports_none():
+    a = air()
+    events = a.receive_data(
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+        b"<stream:features/>",
+        0.0,
+    )
+    assert not any(isinstance(e, x2x.StreamErrorReceived) for e in events)
+    assert stream_error_sent(events) == "policy-violation"

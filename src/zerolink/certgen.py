@@ -11,8 +11,8 @@ its certificate, or a pinned certificate. This module makes both kinds of materi
 * `write_pair`: the PEM files, the key readable by its owner only.
 
 ECDSA P-256 because its certificates are a few hundred bytes smaller than RSA ones, which
-matters when every handshake crosses a 2400 bit/s link. Only `cryptography`, `idna` and the
-standard library are imported (layer 1).
+matters when every handshake crosses a 2400 bit/s link. Only `cryptography`, `zerolink.idn` and
+the standard library are imported (layer 1).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import idna
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from zerolink.idn import IDNError, domain_to_ascii, domain_to_unicode
 
 __all__ = [
     "ID_ON_XMPPADDR",
@@ -81,9 +82,9 @@ def _name(domain: str) -> _Name:
             f"invalid domain {domain!r}: wildcards are not supported (an XmppAddr cannot hold one)"
         )
     try:
-        a_label = idna.encode(text, uts46=True).decode("ascii")
-        u_label = idna.decode(a_label)
-    except idna.IDNAError as exc:
+        a_label = domain_to_ascii(text)
+        u_label = domain_to_unicode(a_label)
+    except IDNError as exc:
         raise CertGenError(f"invalid domain {domain!r}: {exc}") from None
     return _Name(a_label, u_label)
 

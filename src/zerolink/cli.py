@@ -16,10 +16,11 @@ log = logging.getLogger("zerolink")
 
 
 def _setup_logging(level: str) -> None:
+    from zerolink.logs import make_handler
+
+    # One line per message, whatever a peer put in it (zerolink.logs).
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO), handlers=[make_handler(sys.stderr)]
     )
 
 

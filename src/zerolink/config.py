@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zerolink.errors import ConfigError, ConfigProblem
+from zerolink.idn import IDNError, domain_to_ascii
 from zerolink.jid import normalize_domain
 from zerolink.pins import Pin, parse_pin
 
@@ -340,6 +341,17 @@ def _index(path: str, i: int) -> str:
     return f"{path}[{i}]"
 
 
+# Keys whose value is a secret: a problem with one names its type, never its value (the
+# message goes to stderr, which is the service's log).
+SECRET_KEYS = frozenset({"secret"})
+
+
+def _kind(value: Any) -> str:
+    """The type of a TOML value without the value: "integer", "an array"."""
+    text = _describe(value)
+    return text if text.startswith(("a ", "an ")) else text.split(" ", 1)[0]
+
+
 def _describe(value: Any) -> str:
     """Name a TOML value for a message: "string 'x'", "integer 5", "a table"."""
     if isinstance(value, bool):
@@ -427,7 +439,8 @@ class _Ctx:
             return default
         value = table[key]
         if not isinstance(value, str):
-            self.add(p, f"expected a string, got {_describe(value)}")
+            shown = _describe(value) if key not in SECRET_KEYS else _kind(value)
+            self.add(p, f"expected a string, got {shown}")
             return _BAD
         if not value.strip():
             self.add(p, "must not be empty")
@@ -623,13 +636,11 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
 
 
 def _normalize_hostname(host: str, text: str) -> str:
-    import idna
-
     if host.replace(".", "").isdigit():
         raise ValueError(f"not a valid IPv4 address: {host!r}")
     try:
-        ascii_form = idna.encode(host.rstrip(".") or host, uts46=True).decode("ascii")
-    except idna.IDNAError as e:
+        ascii_form = domain_to_ascii(host.rstrip(".") or host)
+    except IDNError as e:
         raise ValueError(f"expected an IP address or host name in {text!r}: {e}") from None
     return ascii_form
 
@@ -1026,11 +1037,9 @@ def _parse_dns_name(ctx: _Ctx, value: Any, path: str) -> Any:
     if text.rstrip(".").rpartition(".")[2].isdigit():
         ctx.add(path, f"expected a host name, got {value!r} (its last label is numeric)")
         return _BAD
-    import idna
-
     try:
-        return idna.encode(text.rstrip("."), uts46=True).decode("ascii")
-    except idna.IDNAError as e:
+        return domain_to_ascii(text.rstrip("."))
+    except IDNError as e:
         ctx.add(path, f"invalid host name {value!r}: {e}")
         return _BAD
 

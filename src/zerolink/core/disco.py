@@ -92,7 +92,13 @@ def server_iq(request: Element, payload: Element, software: tuple[str, str]) -> 
         q.append(Element(f"{{{VERSION}}}name", None, [software[0]]))
         q.append(Element(f"{{{VERSION}}}version", None, [software[1]]))
         return iq_result(request, q)
-    raise StanzaError("service-unavailable")
+    raise unsupported(payload)
+
+
+def unsupported(payload: Element) -> StanzaError:
+    """``service-unavailable`` that names the namespace (RFC 6120 §8.4): the sender (and
+    the log) can tell a missing feature from a missing recipient."""
+    return StanzaError("service-unavailable", f"{payload.namespace} is not supported")
 
 
 def account_info(request: Element, payload: Element) -> Element:
@@ -104,4 +110,6 @@ def account_info(request: Element, payload: Element) -> Element:
         return iq_result(
             request, _info({"category": "account", "type": "registered"}, ACCOUNT_FEATURES)
         )
-    raise StanzaError("service-unavailable")
+    # Only a requester who may see the account gets here: naming the namespace tells it
+    # nothing about the account it does not know already.
+    raise unsupported(payload)

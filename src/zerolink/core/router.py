@@ -102,12 +102,15 @@ class Router:
             log.debug("dropped %s (%s), no error reply for an error", stanza.tag, error.condition)
             return
         self.bounced += 1
+        payload = next(stanza.elements(), None) if stanza.local == "iq" else None
         log.info(
-            "bounced %s from %s to %s: %s",
+            "bounced %s%s from %s to %s: %s%s",
             stanza.local,
+            f" ({payload.namespace} {payload.local})" if payload is not None else "",
             stanza.attrib.get("from"),
             stanza.attrib.get("to"),
             error.condition,
+            f" ({error.text})" if error.text else "",
         )
         if reply.attrib.get("to"):
             self.route(reply)

@@ -12,6 +12,7 @@ from OpenSSL import SSL
 from zerolink.config import HostConfig
 from zerolink.errors import StanzaError
 from zerolink.net.driver import SessionDriver
+from zerolink.net.redact import SASL_SECRETS
 from zerolink.net.sockets import tune
 from zerolink.net.tlslayer import TLSLayer
 from zerolink.proto import c2s
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("zerolink.c2s")
 
 Lookup = Callable[[str, str, str], ScramCredentials | None]  # (local, domain, hash) -> keys
+# SASL failures that mean "wrong credentials" (a guess): logged as warnings.
+_CREDENTIAL_FAILURES = frozenset(
+    {"not-authorized", "invalid-authzid", "account-disabled", "credentials-expired"}
+)
 
 
 class ClientListener:
@@ -59,6 +64,8 @@ class ClientListener:
 
 class C2SConnection(SessionDriver):
     """One client connection; a `ClientSession` for the host once bound."""
+
+    secret_elements = SASL_SECRETS
 
     def __init__(self, listener: ClientListener, *, direct_tls: bool) -> None:
         super().__init__()
@@ -146,6 +153,8 @@ class C2SConnection(SessionDriver):
             elif isinstance(ev, c2s.Authenticated):
                 self._uncount()
                 log.info("client %s: authenticated as %s@%s", self.peer, ev.local, ev.domain)
+            elif isinstance(ev, c2s.AuthFailed):
+                self._log_auth_failed(ev)
             elif isinstance(ev, c2s.BindRequest):
                 self._bind(ev.resource)
             elif isinstance(ev, c2s.StreamErrorSent):
@@ -157,6 +166,25 @@ class C2SConnection(SessionDriver):
                 )
             elif isinstance(ev, c2s.Closed):
                 self.close_transport()
+
+    def _log_auth_failed(self, ev: c2s.AuthFailed) -> None:
+        """One line per failed login, with the address, for fail2ban-style tools.
+
+        A wrong password or unknown user (not-authorized) is a warning; a client that gave up
+        or spoke SASL wrongly is only informative. The password never appears.
+        """
+        domain = self.session.domain or "?"
+        who = f"{ev.username}@{domain}" if ev.username else f"(no username)@{domain}"
+        host = self.peer.rpartition(":")[0].strip("[]") or self.peer
+        level = logging.WARNING if ev.condition in _CREDENTIAL_FAILURES else logging.INFO
+        log.log(
+            level,
+            "client %s: authentication failed for %s: %s (from %s)",
+            self.peer,
+            who,
+            ev.condition,
+            host,
+        )
 
     def _bind(self, resource: str | None) -> None:
         sess = self.session

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zerolink.errors import StanzaError
 from zerolink.net.driver import SessionDriver
 from zerolink.net.flow import Inflow, Valve
+from zerolink.net.redact import COMPONENT_SECRETS
 from zerolink.net.sockets import tune
 from zerolink.proto import component as proto
 from zerolink.xml.element import Element
@@ -74,6 +75,8 @@ class ComponentRoute:
 
 class ComponentConnection(SessionDriver):
     """One accepted component connection."""
+
+    secret_elements = COMPONENT_SECRETS
 
     def __init__(
         self,

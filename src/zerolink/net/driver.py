@@ -14,6 +14,7 @@ import sys
 import termios
 from typing import Any, Protocol
 
+from zerolink.net.redact import Redactor
 from zerolink.net.sockets import format_addr
 from zerolink.net.tlslayer import TLSFailed, TLSLayer
 
@@ -33,6 +34,9 @@ class SessionDriver(asyncio.Protocol):
 
     session: Session | None = None
     tls: TLSLayer | None = None
+    # Elements whose content is a secret (SASL payloads, the component handshake): hidden in
+    # the debug log of the bytes read and written (zerolink.net.redact).
+    secret_elements: frozenset[bytes] = frozenset()
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -45,6 +49,9 @@ class SessionDriver(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._held: list[bytes] = []
+        self.lost_cleanly = False
+        self._redact_in = Redactor(self.secret_elements)
+        self._redact_out = Redactor(self.secret_elements)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,7 +95,7 @@ class SessionDriver(asyncio.Protocol):
         if not data:
             return
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s <<< %r", self.peer, data)
+            log.debug("%s <<< %r", self.peer, self._redact_in(data))
         events = self.session.receive_data(data, self.loop.time())
         if events:
             self.handle_events(events)
@@ -101,6 +108,7 @@ class SessionDriver(asyncio.Protocol):
             self._timer = None
         self.transport = None
         self.closed.set()
+        self.lost_cleanly = exc is None  # an orderly close (FIN), not a reset or an error
         self.on_lost(str(exc) if exc else "connection closed")
 
     def pause_writing(self) -> None:
@@ -133,7 +141,7 @@ class SessionDriver(asyncio.Protocol):
             return
         data = self.session.data_to_send()
         if data and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s >>> %r", self.peer, data)
+            log.debug("%s >>> %r", self.peer, self._redact_out(data))
         if self.tls is not None:
             self.tls.send(data)
             data = self.tls.output()

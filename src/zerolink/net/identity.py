@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ObjectIdentifier
 
 from zerolink.config import IdentityConfig, PeerConfig
+from zerolink.idn import IDNError, domain_to_ascii
 from zerolink.pins import pin_matches, spki_pin
 
 XMPP_ADDR = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
@@ -77,9 +79,22 @@ def _decode_utf8_string(der: bytes) -> str:
     return der[i : i + length].decode("utf-8", "replace")
 
 
+def _ascii(name: str) -> str | None:
+    """A name in A-label form for comparison (None if it is no valid domain name).
+
+    Certificates carry dNSNames as A-labels and xmppAddrs as U-labels, the configuration
+    holds U-labels: all meet in the A-label form of IDNA2008, as JIDs are prepared.
+    """
+    if name.isascii():
+        return name.lower()
+    try:
+        return domain_to_ascii(name)
+    except IDNError:
+        return None
+
+
 def _name_covers(name: str, domain: str) -> bool:
     """RFC 6125 §6.4.3: a wildcard only as the whole left-most label, matching one label."""
-    name = name.encode("idna").decode("ascii") if not name.isascii() else name
     if name.startswith("*."):
         head, _, rest = domain.partition(".")
         return bool(head) and rest == name[2:]
@@ -88,10 +103,12 @@ def _name_covers(name: str, domain: str) -> bool:
 
 def names_match(names: Iterable[str], patterns: Iterable[str]) -> bool:
     """Does any certificate name fall under the peer's domains (exact or ``*.suffix``)?"""
-    patterns = list(patterns)
-    for name in names:
-        for pattern in patterns:
-            domain = pattern.encode("idna").decode("ascii") if not pattern.isascii() else pattern
+    ascii_patterns = [(p, a) for p in patterns if (a := _ascii(p)) is not None]
+    for raw in names:
+        name = _ascii(raw)
+        if name is None:
+            continue
+        for pattern, domain in ascii_patterns:
             if pattern.startswith("*."):
                 suffix = domain[1:]
                 bare = name[2:] if name.startswith("*.") else name
@@ -127,7 +144,30 @@ def check_certificate(cfg: PeerConfig, chain: list[bytes], *, server: bool) -> s
         if reason is None:
             return None
         reasons.append(reason)
+    if reasons and _self_signed(leaf):
+        # The chain builder's complaint (a missing authority key identifier) is beside the
+        # point: no CA issued this certificate, and only a pin could have trusted it.
+        why = []
+        if ident.pins:
+            why.append("no pin matches")
+        if ident.ca is not None:
+            why.append(f"not issued by {ident.ca.name}")
+        return (
+            f"self-signed certificate not trusted ({', '.join(why)}); "
+            f"its SPKI pin is {spki_pin(chain[0])}"
+        )
     return "; ".join(reasons) or "no trust configured (identity.ca or identity.pins)"
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Issued by its own key (subject = issuer, and its signature verifies with its key)."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _check_pki(
@@ -162,9 +202,9 @@ def _server_chain_ok(
         if d.startswith("*."):
             continue
         try:
-            name = x509.DNSName(d.encode("idna").decode("ascii"))
+            name = x509.DNSName(domain_to_ascii(d))
             builder.build_server_verifier(name).verify(leaf, intermediates)
             return True
-        except (x509.verification.VerificationError, ValueError):
+        except (x509.verification.VerificationError, ValueError):  # IDNError is one
             continue
     return False

@@ -37,6 +37,7 @@ from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
 from zerolink.net.flow import Valve
 from zerolink.net.reliable import Reliable
+from zerolink.net.sockets import tcp_rtt
 from zerolink.net.tlslayer import TLSLayer, make_context
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.x2x import X2XSettings
@@ -51,6 +52,26 @@ log = logging.getLogger("zerolink.link")
 # While pumping a backlog, hand the bytes to the transport every this many stanzas, so that it
 # can push back (pause_writing) before the whole queue sits in its buffer.
 _PUMP_FLUSH = 128
+
+
+# A peer's connection that comes this long (plus two round trips) after ours was made is not
+# a simultaneous open: the peer dialed although ours was there to see.
+SIMULTANEOUS_WINDOW = 0.5
+
+
+def second_connection_note(gap: float, rtt: float | None) -> str:
+    """The log's words for a connection of the peer's that arrives `gap` seconds after ours.
+
+    Within a round trip or two both dials crossed (a simultaneous open, §4.3). Later, the peer
+    dialed while our connection was up: it does not see that one (it restarted, or a middlebox
+    dropped our connection without telling either side).
+    """
+    if gap <= SIMULTANEOUS_WINDOW + 2 * (rtt or 0.0):
+        return "; simultaneous open: both sides dialed at once, each sends on its own connection"
+    return (
+        f"; second connection: the peer dialed {gap:.1f}s after our connection was made, so it "
+        "does not see ours (did it restart?); each side now sends on the connection it opened"
+    )
 
 
 class PeerLink:
@@ -249,20 +270,37 @@ class PeerLink:
             self.inbound.append(conn)
         self.connections_made += 1
         kind = "outbound" if conn.outbound else "inbound"
-        simultaneous = self.outbound is not None and bool(self.inbound)
         log.info(
             "link %s: up (%s %s -> %s)%s",
             self.name,
             kind,
             conn.local if conn.outbound else conn.peer,
             conn.peer if conn.outbound else conn.local,
-            "; simultaneous open, each side sends on its own connection" if simultaneous else "",
+            self._second_connection(conn),
         )
         if self.reliable is not None:
             self.reliable.attached(conn)
         if conn.outbound and self.cfg.connect == "on-demand":
             self._arm_idle()
         self.pump()
+
+    def _second_connection(self, conn: X2XConnection) -> str:
+        """What the log says when `conn` is not the link's only connection."""
+        if conn.outbound:
+            # We dial only while no connection of the peer's is up: it came while we dialed.
+            return second_connection_note(0.0, None) if self.inbound else ""
+        others = [c for c in self.inbound if c is not conn]
+        if self.outbound is not None:
+            ours = self.outbound
+            rtt = tcp_rtt(ours.transport.get_extra_info("socket")) if ours.transport else None
+            return second_connection_note(conn.opened_at - ours.opened_at, rtt)
+        if others:
+            up = conn.opened_at - others[-1].opened_at
+            return (
+                f"; the peer opened another connection while its previous one ({others[-1].peer},"
+                f" {up:.1f}s old) is still open here: the old one may be stale"
+            )
+        return ""
 
     def detach(self, conn: X2XConnection, reason: str) -> None:
         """A connection is gone; anything still queued waits for the next one."""

@@ -50,7 +50,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
-import idna
+
+from zerolink.idn import domain_to_ascii
 
 __all__ = ["EDNS_PAYLOAD", "RDNSResult", "check_reverse_dns"]
 
@@ -84,7 +85,7 @@ def _expected_dns_name(name: str) -> dns.name.Name:
     text = name[:-1] if name.endswith(".") else name
     if not text:
         raise ValueError("empty name")
-    ascii_form = text if text.isascii() else idna.encode(text, uts46=True).decode("ascii")
+    ascii_form = text if text.isascii() else domain_to_ascii(text)
     return dns.name.from_text(ascii_form, origin=dns.name.root)
 
 

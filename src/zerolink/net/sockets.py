@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 
 log = logging.getLogger("zerolink.net")
 
@@ -28,6 +29,22 @@ def tune(sock: socket.socket | None, *, user_timeout: float, keepalive_idle: flo
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(user_timeout * 1000))
     except OSError as exc:  # pragma: no cover - depends on the platform
         log.warning("could not set TCP options: %s", exc)
+
+
+_TCPI_RTT = 68  # offset of tcpi_rtt (microseconds, u32) in Linux's struct tcp_info
+
+
+def tcp_rtt(sock: socket.socket | None) -> float | None:
+    """The kernel's smoothed round-trip time of a TCP socket in seconds (Linux), or None."""
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < _TCPI_RTT + 4:
+        return None
+    return struct.unpack_from("I", info, _TCPI_RTT)[0] / 1e6
 
 
 def format_addr(addr: tuple | None) -> str:

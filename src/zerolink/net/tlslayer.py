@@ -11,9 +11,12 @@ certificate on its own. With memory BIOs both fit the sans-I/O shape: bytes in, 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 
 from OpenSSL import SSL
 from OpenSSL._util import lib as _lib
+
+from zerolink.idn import IDNError, domain_to_ascii
 
 # TLS 1.2 minimum, 1.3 preferred (XEP-0361 §4.6 leaves the version to the a-priori agreement).
 _MIN_VERSION = SSL.TLS1_2_VERSION
@@ -89,8 +92,9 @@ class TLSLayer:
             self.conn.set_connect_state()
             if session is not None:
                 self.conn.set_session(session)
-            if server_name:
-                self.conn.set_tlsext_host_name(server_name.encode("idna"))
+            sni = _sni(server_name) if server_name else None
+            if sni:
+                self.conn.set_tlsext_host_name(sni)
         self.handshake_done = False
         self.closed = False
         self.raw_in = 0
@@ -199,6 +203,22 @@ class TLSLayer:
         """Queue a close_notify."""
         with contextlib.suppress(SSL.Error):
             self.conn.shutdown()
+
+
+def _sni(name: str) -> bytes | None:
+    """The SNI for a peer domain: its IDNA2008 A-label form, as its certificate names it.
+
+    None for an IP literal (RFC 6066 §3 allows host names only) or a name that is none.
+    """
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return None
+    except ValueError:
+        pass
+    try:
+        return domain_to_ascii(name).encode("ascii")
+    except IDNError:
+        return None
 
 
 def _describe(exc: SSL.Error) -> str:

@@ -22,6 +22,7 @@ from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
 from zerolink.jid import JIDError, jid_domain
 from zerolink.net.driver import SessionDriver
+from zerolink.net.redact import COMPONENT_SECRETS
 from zerolink.net.sockets import tune
 from zerolink.proto import component_client as proto
 from zerolink.xml.element import Element
@@ -220,6 +221,8 @@ class Attachment:
 
 class UpstreamConnection(SessionDriver):
     """The TCP connection of one `Attachment`."""
+
+    secret_elements = COMPONENT_SECRETS
 
     def __init__(self, att: Attachment) -> None:
         super().__init__()

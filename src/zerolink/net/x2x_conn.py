@@ -41,6 +41,7 @@ class X2XConnection(SessionDriver):
         self.acceptor = acceptor
         self.up = False
         self.last_stanza = self.loop.time()
+        self.opened_at = self.loop.time()  # TCP established (the protocol is made then)
         self.inflow = Inflow(self)
         self._addr: tuple[Any, ...] = ()
 
@@ -229,7 +230,13 @@ class X2XConnection(SessionDriver):
             self.link.remember_tls_session(self.tls)
         if self.up and self.link is not None:
             self.up = False
-            self.link.detach(self, f"TCP connection lost ({reason})")
+            session = self.session
+            if self.lost_cleanly and session is not None and session.state is x2x.State.CLOSING:
+                # We had sent </stream:stream>; a FIN in reply is an ordinary, if terse, close.
+                why = "closed: the peer closed the connection after our stream close"
+            else:
+                why = f"TCP connection lost ({reason})"
+            self.link.detach(self, why)
 
     def on_writable(self) -> None:
         if self.link is not None:

@@ -124,6 +124,7 @@ __all__ = [
     "AUTH_TIMEOUT_CONDITION",
     "MAX_AUTH_ATTEMPTS",
     "PREAUTH_MAX_STANZA_SIZE",
+    "AuthFailed",
     "Authenticated",
     "BindRequest",
     "C2SSession",
@@ -190,6 +191,17 @@ class Authenticated:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """A SASL attempt failed (``<failure>`` is queued): for the log, e.g. for fail2ban.
+
+    `username` is the one the client tried (PRECIS-prepared), None when it never got that far.
+    """
+
+    username: str | None
+    condition: str
+
+
+@dataclass(frozen=True, slots=True)
 class BindRequest:
     """The client asks for a resource (normalized; None: the host generates one).
 
@@ -200,7 +212,14 @@ class BindRequest:
 
 
 Event = (
-    StartTLS | Authenticated | BindRequest | StanzaIn | StanzaRejected | StreamErrorSent | Closed
+    StartTLS
+    | Authenticated
+    | AuthFailed
+    | BindRequest
+    | StanzaIn
+    | StanzaRejected
+    | StreamErrorSent
+    | Closed
 )
 
 
@@ -264,6 +283,7 @@ class C2SSession:
         self._header_sent = False  # on the current (possibly restarted) stream
         self._sasl: SASLServer | None = None
         self._auth_failures = 0
+        self._events: list[Event] = []  # of the element being negotiated (for AuthFailed)
         self._bind_id: str | None = None
         self._bind_to: str | None = None
         # Elements after a pending bind request (at most one read's worth: the host answers
@@ -559,6 +579,7 @@ class C2SSession:
 
     # -- TLS and SASL ------------------------------------------------------------------
     def _negotiate(self, el: Element, events: list[Event]) -> None:
+        self._events = events
         tag = el.tag
         if tag == STARTTLS:
             if not self._starttls_offered():
@@ -647,6 +668,7 @@ class C2SSession:
         if exc.text:
             failure.subelement(f"{{{SASL_NS}}}text", text=exc.text)
         self._write_el(failure)
+        self._events.append(AuthFailed(exc.username, exc.condition))
         self._count_failure()
 
     def _count_failure(self) -> None:

@@ -162,7 +162,10 @@ class ComponentSession:
                 raise StreamError("not-authorized", "handshake expected first")
             assert self.domain is not None
             expected = handshake_digest(self.stream_id, self._secrets[self.domain])
-            if not hmac.compare_digest(el.text.strip().lower(), expected):
+            # Compared as UTF-8 bytes: compare_digest refuses a str with non-ASCII characters,
+            # and such a handshake is just as wrong as any other.
+            given = el.text.strip().lower().encode("utf-8")
+            if not hmac.compare_digest(given, expected.encode("ascii")):
                 raise StreamError("not-authorized", "wrong handshake")
             self._out.append(b"<handshake/>")
             self.state = State.OPEN

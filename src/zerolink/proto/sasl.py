@@ -154,7 +154,11 @@ class SASLFailure(XMPPError):
     """Authentication failed; send ``<failure>`` with `condition` (RFC 6120 §6.5) and `text`.
 
     Not a stream or stanza error: the stream goes on and the client may try again.
+    `username` is the (prepared) username the client tried, when it got that far: for the log
+    line of a failed login, never sent to the client.
     """
+
+    username: str | None = None
 
     def __init__(self, condition: str, text: str | None = None) -> None:
         if condition not in SASL_CONDITIONS:
@@ -410,7 +414,9 @@ class SASLServer:
     def abort(self) -> SASLFailure:
         """End the exchange on ``<abort/>``; returns the failure to send."""
         self._state = _State.DONE
-        return SASLFailure("aborted")
+        failure = SASLFailure("aborted")
+        failure.username = self._username or None
+        return failure
 
     def step(self, data: bytes) -> Result:
         """Process one base64-decoded client payload."""
@@ -434,9 +440,11 @@ class SASLServer:
                     return result
             else:
                 result = self._scram_final(data)
-        except BaseException:
+        except BaseException as exc:
             self._state = _State.DONE
             self._creds = None
+            if isinstance(exc, SASLFailure) and exc.username is None:
+                exc.username = self._username or None
             raise
         self._state = _State.DONE
         self._creds = None
@@ -477,6 +485,7 @@ class SASLServer:
         if not authcid or not passwd:
             raise _malformed("empty authcid or password")
         username = _prepare_username(authcid)
+        self._username = username
         creds, known = self._credentials(username, "sha256")
         try:
             prepared = _prepare_password(passwd)

@@ -21,12 +21,16 @@ domains stays ``invalid-from``: it is about who the peer is.
 A peer that sends a stream header anyway (a standard S2S server pointed at an X2X port, or an
 implementation that restates the header) is answered with a stream header of ours, so that its
 parser can read what follows, then ``policy-violation`` and the close: it is a configuration
-mismatch, and a clear error beats both sides waiting for each other until a timeout.
+mismatch, and a clear error beats both sides waiting for each other until a timeout. When
+the header comes with a ``<stream:error>`` of the peer's own in the same bytes (a standard S2S
+server refusing us, e.g. Metre in its error paths), that error is reported too: it is usually
+the one that says what is wrong.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -141,6 +145,9 @@ class X2XSession:
             implied_header=IMPLIED_HEADER,
         )
         self._out: list[bytes] = []
+        # The connection's first bytes: where a peer's stream header (and a stream error right
+        # after it) is found when the parser reports one.
+        self._opening = b""
         self._synced = not settings.acks
         self._last_send = now
         self._close_deadline: float | None = None
@@ -215,6 +222,9 @@ class X2XSession:
                 ),
                 now,
             )
+        if self.counters.bytes_in < _OPENING_BYTES:
+            self._opening += data[: _OPENING_BYTES - self.counters.bytes_in]
+        seen = self.counters.bytes_in
         self.counters.bytes_in += len(data)
         error: ParseError | None = None
         try:
@@ -245,6 +255,15 @@ class X2XSession:
                 events.extend(self._peer_closed(now))
                 return events
             elif isinstance(ev, HeaderReceived):
+                # The header and what follows it: in the connection's bytes so far while they
+                # are few (a header split across reads), else in this read.
+                if seen < _OPENING_BYTES:
+                    where = self._opening + data[_OPENING_BYTES - seen :]
+                else:
+                    where = data
+                theirs = self._error_after_header(where)
+                if theirs is not None:
+                    events.append(StreamErrorReceived(*theirs))
                 self._write(stream_header({}, default_ns=SERVER_NS), now)
                 events.extend(
                     self._stream_error(
@@ -259,6 +278,36 @@ class X2XSession:
         if error is not None:
             events.extend(self._stream_error(error, now))
         return events
+
+    def _error_after_header(self, data: bytes) -> tuple[str, str | None] | None:
+        """(condition, text) of a ``<stream:error>`` that follows a stream header in `data`.
+
+        The session's parser stops at the header; a parser of an ordinary (not implied)
+        stream reads from the header on. None when there is no complete stream error there.
+        """
+        start = _HEADER_START.search(data)
+        if start is None:
+            return None
+        rest = data[start.start() :]
+        ns = SERVER_NS
+        tag = _STREAM_START_TAG.search(rest)
+        if tag is not None:
+            declared = _DEFAULT_NS.search(tag.group(0))
+            if declared is not None:
+                ns = declared.group(2).decode("utf-8", "replace")
+        parser = StreamParser(
+            content_ns=ns,
+            max_stanza_size=self.settings.max_stanza_size,
+            max_depth=self.settings.max_depth,
+        )
+        try:
+            parsed = parser.feed(rest)
+        except ParseError as exc:
+            parsed = exc.events
+        for ev in parsed:
+            if isinstance(ev, StanzaReceived) and ev.element.tag == STREAM_ERROR_TAG:
+                return stream_error_of(ev.element)
+        return None
 
     def _accept(self, el: Element) -> Event | None:
         """Validate one top-level element (XEP-0361 §4.5 as RFC 6120 S2S)."""
@@ -366,6 +415,13 @@ class X2XSession:
             StreamErrorReceived(condition, text),
             Closed(f"peer sent stream error {condition}" + (f": {text}" if text else "")),
         ]
+
+
+# How much of a connection's start is kept to read a peer's stream header and stream error.
+_OPENING_BYTES = 8192
+_HEADER_START = re.compile(rb"<\?xml|<(?:[A-Za-z_][\w.-]*:)?stream[\s>]")
+_STREAM_START_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?stream\s[^>]*>")
+_DEFAULT_NS = re.compile(rb"\sxmlns\s*=\s*(['\"])(.*?)\1")
 
 
 # With acks, these stream errors become stanza errors (the stanza is counted and dropped).
