@@ -19,6 +19,7 @@ from zerolink.core.host import LocalHost
 from zerolink.core.router import Router
 from zerolink.net.acceptor import Acceptor
 from zerolink.net.c2s_conn import ClientListener
+from zerolink.net.commit import GroupCommit
 from zerolink.net.components import ComponentConnection, ComponentRoute
 from zerolink.net.link import PeerLink
 from zerolink.net.tls import ensure_certificate, load_secret
@@ -115,6 +116,7 @@ class Server:
         self.clients: ClientListener | None = None
         self.db: Database | None = None
         self.upstream: UpstreamRoute | None = None
+        self.commits: GroupCommit | None = None  # group commits of the link logs (acks)
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self, *, start_links: bool = True) -> None:
@@ -158,8 +160,10 @@ class Server:
         linklog = None
         if any(peer.acks for peer in cfg.peers):
             linklog = LinkLogStore(self._database())
+            self.commits = GroupCommit(linklog)
+            self.router.before_output = self.commits.before_output
         for peer in cfg.peers:
-            link = PeerLink(peer, cfg.server, self.router, linklog)
+            link = PeerLink(peer, cfg.server, self.router, linklog, self.commits)
             self.links[peer.name] = link
             self.router.add(peer.domains, link, local=False)
         loop = asyncio.get_running_loop()

@@ -67,6 +67,24 @@ class ReliableLog:
         self.bytes += entry.size
         self.next_seq = max(self.next_seq, entry.seq + 1)
 
+    def peek(self) -> Entry:
+        """The entry `pop()` would return (``bool(self)`` must be true)."""
+        return self._entries[self._sent]
+
+    def drop_from(self, seq: int) -> list[Entry]:
+        """Remove the unsent entries numbered `seq` and later (they could not be stored),
+        and number the next stanza `seq` again."""
+        out: list[Entry] = []
+        entries = self._entries
+        while entries and entries[-1].seq >= seq and len(entries) > self._sent:
+            entry = entries.pop()
+            self.bytes -= entry.size
+            out.append(entry)
+        out.reverse()
+        if not entries or entries[-1].seq < seq:
+            self.next_seq = seq
+        return out
+
     def pop(self) -> Entry:
         """The next entry to send on this connection (it stays until acknowledged)."""
         entry = self._entries[self._sent]

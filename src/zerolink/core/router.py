@@ -10,7 +10,7 @@ a bounce cannot loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from zerolink.domains import DomainSet
@@ -45,6 +45,9 @@ class Router:
         self._local_patterns: list[str] = list(self._own)
         self._local = DomainSet(self._local_patterns)
         self.bounced = 0
+        #: Called by every connection before it writes (set by the daemon when links keep a
+        #: durable log): output never overtakes the commit of what was accepted before it.
+        self.before_output: Callable[[], None] | None = None
 
     def add(self, patterns: Iterable[str], route: Route, *, local: bool) -> None:
         """Register `route` for exact domains and ``*.suffix`` patterns.

@@ -73,6 +73,7 @@ class C2SConnection(SessionDriver):
         self.jid = None
         self._counted = False
         self._direct_tls = direct_tls
+        self.gate = listener.router.before_output
         cfg = listener.cfg
         self.session = c2s.C2SSession(
             domains=frozenset(cfg.domains),

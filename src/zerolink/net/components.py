@@ -88,6 +88,7 @@ class ComponentConnection(SessionDriver):
         super().__init__()
         self.routes = routes
         self.router = router
+        self.gate = router.before_output
         self.route: ComponentRoute | None = None
         self.inflow = Inflow(self)
         secrets_by_domain = {d: r.secret for d, r in routes.items()}

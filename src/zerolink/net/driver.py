@@ -12,6 +12,7 @@ import fcntl
 import logging
 import sys
 import termios
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from zerolink.net.redact import Redactor
@@ -49,6 +50,8 @@ class SessionDriver(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._held: list[bytes] = []
+        # Called before bytes of the session are written (`Router.before_output`).
+        self.gate: Callable[[], None] | None = None
         self.lost_cleanly = False
         self._redact_in = Redactor(self.secret_elements)
         self._redact_out = Redactor(self.secret_elements)
@@ -140,6 +143,8 @@ class SessionDriver(asyncio.Protocol):
         if self.session is None:
             return
         data = self.session.data_to_send()
+        if data and self.gate is not None:
+            self.gate()  # what was accepted before these bytes is durable before they leave
         if data and log.isEnabledFor(logging.DEBUG):
             log.debug("%s >>> %r", self.peer, self._redact_out(data))
         if self.tls is not None:

@@ -45,6 +45,7 @@ from zerolink.xml.element import Element
 
 if TYPE_CHECKING:
     from zerolink.core.router import Route, Router
+    from zerolink.net.commit import GroupCommit
     from zerolink.store import LinkLogStore
 
 log = logging.getLogger("zerolink.link")
@@ -83,6 +84,7 @@ class PeerLink:
         server: ServerConfig,
         router: Router,
         store: LinkLogStore | None = None,
+        commits: GroupCommit | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -101,8 +103,8 @@ class PeerLink:
         self.queue: StanzaQueue | ReliableLog = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout)
         self.reliable: Reliable | None = None
         if cfg.acks:
-            assert store is not None, "acks = true needs the link store"
-            self.reliable = Reliable(self, store, server.max_stanza_size)
+            assert store is not None and commits is not None, "acks = true needs the link store"
+            self.reliable = Reliable(self, store, commits, server.max_stanza_size)
             self.queue = self.reliable.log
         # Water marks of the queue for backpressure (module docstring).
         self.high = max(1, cfg.queue_limit // 2)

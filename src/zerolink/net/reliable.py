@@ -7,6 +7,11 @@ link counts what it has received over its whole life (persisted), drops what a r
 repeats, and acknowledges in batches: after `ack_every` stanzas or `ack_delay` seconds of
 quiet, never before the count is on disk.
 
+Commits are grouped per loop turn by `zerolink.net.commit.GroupCommit`, shared by every link
+of the daemon. `_durable_next` is the first sequence number not yet on disk: only what is below
+it is sent. A commit that fails takes back what it held (bounced with ``resource-constraint``)
+and the count that the peer is told (`<sync/>`, `<a/>`) is the one on disk, `_disk_count`.
+
 Nothing here waits for a round trip: on a new connection each side sends ``<sync/>`` and starts
 retransmitting at once.
 """
@@ -21,11 +26,13 @@ from typing import TYPE_CHECKING
 from zerolink.core.reliable import Entry, ReliableLog
 from zerolink.errors import StanzaError
 from zerolink.proto import acks
+from zerolink.store import StoreError
 from zerolink.xml.element import SERVER_NS, Element
 from zerolink.xml.parser import StanzaReceived, StreamParser
 from zerolink.xml.serializer import serialize
 
 if TYPE_CHECKING:
+    from zerolink.net.commit import GroupCommit
     from zerolink.net.link import PeerLink
     from zerolink.net.x2x_conn import X2XConnection
     from zerolink.store import LinkLogStore
@@ -38,10 +45,13 @@ _IMPLIED = b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.ja
 class Reliable:
     """The reliable-delivery state of one link: outbound log, inbound count, acks."""
 
-    def __init__(self, link: PeerLink, store: LinkLogStore, max_stanza_size: int) -> None:
+    def __init__(
+        self, link: PeerLink, store: LinkLogStore, commits: GroupCommit, max_stanza_size: int
+    ) -> None:
         cfg = link.cfg
         self.link = link
         self.store = store
+        self.commits = commits
         self.max_stanza_size = max_stanza_size
         self.loop = link.loop
         self.log = ReliableLog(cfg.queue_limit, cfg.queue_bytes, cfg.stanza_timeout)
@@ -49,22 +59,25 @@ class Reliable:
         self._stream_conn: X2XConnection | None = None  # where our numbered stanzas go now
         self._announced: dict[int, int] = {}  # id(conn) -> the `next` we told it
         self._acked_count = 0  # inbound count in our last <a/> or <sync/>
-        self._saved_count = 0  # inbound count on disk: never ahead of what left this process
+        # Inbound count recorded for the next commit: never ahead of what left this process.
+        self._saved_count = 0
+        self._disk_count = 0  # the recorded count as of the last successful commit
         self._touched: set[object] = set()  # routes fed since the last save
         self._expect: dict[int, int] = {}  # id(conn) -> seq of the next stanza it brings
         self.peer_max: int | None = None  # the largest stanza the peer accepts (its sync)
         self._ack_handle: asyncio.TimerHandle | None = None
-        self._turn_pending = False
         self._last_conn: X2XConnection | None = None
         self._last_progress = self.loop.time()
         self._watch: asyncio.TimerHandle | None = None
         self._load()
+        self._durable_next = self.log.next_seq  # stanzas below it are on disk
+        self._pump_scheduled = False
 
     # -- persistence -------------------------------------------------------------------------
     def _load(self) -> None:
         rec = self.store.load(self.link.name)
         self.inbound.count = rec.received
-        self._acked_count = self._saved_count = rec.received
+        self._acked_count = self._saved_count = self._disk_count = rec.received
         self.log.next_seq = rec.next_seq
         parser = StreamParser(implied_header=_IMPLIED, max_stanza_size=1 << 30)
         now_wall, now = time.time(), self.loop.time()
@@ -95,22 +108,52 @@ class Reliable:
 
     def _schedule_turn(self) -> None:
         """Commit what this loop turn accepted, then send it (accepted = on disk)."""
-        if not self._turn_pending:
-            self._turn_pending = True
-            self.loop.call_soon(self._turn)
+        self.commits.request(self)
 
-    def _turn(self) -> None:
-        self._turn_pending = False
+    def _commit(self) -> bool:
+        """Commit now (the count or log must be on disk before what follows)."""
+        return self.commits.commit_now(self)
+
+    def before_commit(self) -> None:
         self._save_state()
-        self.store.commit()
+
+    def committed(self, ok: bool) -> None:
+        """After the commit attempt that held this link's records."""
+        if ok:
+            self._disk_count = self._saved_count
+            if self.log.next_seq > self._durable_next:
+                self._durable_next = self.log.next_seq
+        elif self.log.next_seq > self._durable_next:
+            self._refuse_undurable()
+        # Not from here: a commit runs inside other connections' flushes (before_output), and
+        # stanzas sent from inside a flush would overtake the bytes it is writing.
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
         self.link.pump()
+
+    def _refuse_undurable(self) -> None:
+        """The commit failed: what it held for this link was never sent; refuse it."""
+        first = self._durable_next
+        refused = self.log.drop_from(first)
+        self.store.discard_added(self.link.name, first)
+        self.store.state(self.link.name, self._saved_count, self.log.next_seq)
+        error = StanzaError(
+            "resource-constraint",
+            f"stanza for link {self.link.name} not accepted: it cannot be stored "
+            f"({self.commits.failing or 'write failed'})",
+        )
+        for entry in refused:
+            self.link.router.bounce(entry.stanza, error)
 
     def stop(self) -> None:
         for handle in (self._ack_handle, self._watch):
             if handle is not None:
                 handle.cancel()
-        self._save_state()
-        self.store.commit()
+        self._commit()
 
     # -- outbound ----------------------------------------------------------------------------
     def accept(self, stanza: Element) -> None:
@@ -119,6 +162,16 @@ class Reliable:
         if len(data) > self.max_stanza_size:
             self.link.router.bounce(
                 stanza, StanzaError("policy-violation", "stanza larger than the link allows")
+            )
+            return
+        if not self.commits.accepting():
+            self.link.router.bounce(
+                stanza,
+                StanzaError(
+                    "resource-constraint",
+                    f"stanza for link {self.link.name} not accepted: it cannot be stored "
+                    f"({self.commits.failing})",
+                ),
             )
             return
         entry = self.log.push(stanza, self.loop.time(), len(data))
@@ -136,8 +189,8 @@ class Reliable:
 
     def pump(self) -> None:
         conn = self.link.sender()
-        if conn is None or self._turn_pending:
-            return  # unsent stanzas leave after the commit of this turn
+        if conn is None:
+            return
         if conn is not self._stream_conn:
             # Our numbered stream moves to this connection: restart at the oldest unacked.
             self.log.rewind()
@@ -145,6 +198,8 @@ class Reliable:
         log_, key, announced = self.log, id(conn), self._announced
         sent = 0
         while log_ and not conn.paused:
+            if log_.peek().seq >= self._durable_next:
+                break  # not on disk yet: it leaves after the commit of this turn
             entry = log_.pop()
             if self.peer_max is not None and entry.size > self.peer_max:
                 self._too_large(entry)
@@ -199,6 +254,8 @@ class Reliable:
         log is new to the peer, so it is renumbered to start at the peer's count and sent
         again after a fresh sync; nothing is dropped as acknowledged.
         """
+        if not self._commit():
+            return  # the disk refuses writes: renumber on a later acknowledgement
         shift = h - self.log.first_seq
         log.warning(
             "link %s: the peer has received %d stanzas but this side numbered only %d: its "
@@ -209,11 +266,14 @@ class Reliable:
             len(self.log),
             h,
         )
-        self.store.commit()
         self.log.renumber(shift)
-        self.store.renumber(self.link.name, shift)
-        self._save_state()
-        self.store.commit()
+        try:
+            self.store.renumber(self.link.name, shift)
+        except StoreError:
+            self.log.renumber(-shift)
+            return
+        self._durable_next += shift
+        self._commit()
         self._stream_conn = None  # the next pump syncs again and resends from the new head
         self._announced.clear()
         self._last_progress = self.loop.time()
@@ -234,14 +294,13 @@ class Reliable:
             self.log.rewind()
 
     def _sync(self, conn: X2XConnection, next_seq: int | None = None) -> None:
-        self._save_state()
-        self.store.commit()  # the count we announce must be on disk
+        self._commit()  # the count we announce must be on disk (if that fails, the older one)
         first = self.log.first_seq if next_seq is None else next_seq
         self._announced[id(conn)] = first
         conn.send_control(
-            acks.sync_element(self._saved_count, first, self.link.settings.max_stanza_size)
+            acks.sync_element(self._disk_count, first, self.link.settings.max_stanza_size)
         )
-        self._acked_count = self._saved_count
+        self._acked_count = self._disk_count
 
     def on_sync(
         self, conn: X2XConnection, h_wire: int, next_wire: int, peer_max: int | None = None
@@ -285,7 +344,7 @@ class Reliable:
             return
         conn = self._last_conn if self._last_conn and self._last_conn.is_open else None
         self.send_ack(conn or self.link.sender())
-        if self._saved_count < self.inbound.count and self._ack_handle is None:
+        if self._disk_count < self.inbound.count and self._ack_handle is None:
             # Some of it is still in our buffers toward a component or client: ask again.
             self._ack_handle = self.loop.call_later(self.link.cfg.ack_delay, self._ack_due)
 
@@ -297,11 +356,10 @@ class Reliable:
         """
         if conn is None or not conn.is_open:
             return
-        self._save_state()
-        self.store.commit()
-        if requested or self._saved_count != self._acked_count:
-            self._acked_count = self._saved_count
-            conn.send_control(acks.ack_element(self._saved_count))
+        self._commit()  # if that fails, the count on disk from before is what we can say
+        if requested or self._disk_count != self._acked_count:
+            self._acked_count = self._disk_count
+            conn.send_control(acks.ack_element(self._disk_count))
 
     # -- dead connections --------------------------------------------------------------------
     def _arm_watch(self) -> None:

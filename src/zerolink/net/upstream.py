@@ -227,6 +227,7 @@ class UpstreamConnection(SessionDriver):
     def __init__(self, att: Attachment) -> None:
         super().__init__()
         self.att = att
+        self.gate = att.route.router.before_output
         self.authenticated = False
         self.session = proto.ComponentClient(
             att.comp.domain,

@@ -131,6 +131,7 @@ class X2XConnection(SessionDriver):
     def _identified(self, link: PeerLink) -> None:
         """The peer is known: check reverse DNS if configured, then carry stanzas."""
         self.link = link
+        self.gate = link.router.before_output
         ident = link.cfg.identity
         if not self.outbound and ident.mode == "address" and ident.reverse_dns:
             assert self.transport is not None

@@ -49,6 +49,11 @@ class LinkLogStore:
         return rec
 
     @property
+    def has_additions(self) -> bool:
+        """True when stanzas are recorded that the next commit writes."""
+        return bool(self._added)
+
+    @property
     def dirty(self) -> bool:
         return bool(self._added or self._removed or self._below or self._state)
 
@@ -72,12 +77,41 @@ class LinkLogStore:
             conn.execute("UPDATE link_out SET seq = seq + ? WHERE peer = ?", (shift + offset, peer))
             conn.execute("UPDATE link_out SET seq = seq - ? WHERE peer = ?", (offset, peer))
 
+    def discard_added(self, peer: str, from_seq: int) -> None:
+        """Forget recorded additions of `peer` from `from_seq` on (they could not be written
+        and were refused to their senders: a later commit must not store them)."""
+        self._added = [a for a in self._added if a[0] != peer or a[1] < from_seq]
+
     def commit(self) -> None:
-        """Write everything recorded since the last commit, in one transaction."""
+        """Write everything recorded since the last commit, in one transaction.
+
+        Raises `StoreError` (e.g. the disk is full) with everything still recorded, so that
+        a later commit writes it; the caller decides what to refuse meanwhile.
+        """
         if not self.dirty:
             return
         added, removed, below, state = self._added, self._removed, self._below, self._state
         self._added, self._removed, self._below, self._state = [], {}, {}, {}
+        try:
+            self._write(added, removed, below, state)
+        except BaseException:
+            # Keep it all, merged with whatever was recorded meanwhile (nothing can be: the
+            # write is synchronous), for the next attempt.
+            self._added = added + self._added
+            for peer, seqs in removed.items():
+                self._removed.setdefault(peer, [])[:0] = seqs
+            for peer, seq in below.items():
+                self._below[peer] = max(seq, self._below.get(peer, seq))
+            self._state = {**state, **self._state}
+            raise
+
+    def _write(
+        self,
+        added: list[tuple[str, int, float, bytes]],
+        removed: dict[str, list[int]],
+        below: dict[str, int],
+        state: dict[str, tuple[int, int]],
+    ) -> None:
         with self.db.transaction() as conn:
             if added:
                 conn.executemany(
