@@ -18,6 +18,7 @@ import pytest
 from slixmpp import ComponentXMPP
 from slixmpp.stanza import Message
 
+from daemons import FAST, Daemon
 from ports import free_port
 from prosody import prosody_missing
 from zerolink.app import Server
@@ -280,3 +281,22 @@ def error_condition(stanza) -> str | None:
                 if cond.tag.startswith("{" + STANZAS_NS + "}") and not cond.tag.endswith("}text"):
                     return cond.tag.split("}", 1)[1]
     return None
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[Callable[..., Daemon]]:
+    """Factory for `daemons.Daemon`s (separate processes); every one still running is stopped
+    at the end. ``procs(side, other, tmp, prefix=(), **peer_overrides)``."""
+    made: list[Daemon] = []
+
+    def make(
+        side: Side, other: Side, tmp: Path, prefix: tuple[str, ...] = (), **peer: object
+    ) -> Daemon:
+        path = tmp / f"{side.name}.toml"
+        path.write_text(side_toml(side, other, peer_overrides={**FAST, **peer}))
+        daemon = Daemon(side, path, prefix)
+        made.append(daemon)
+        return daemon
+
+    yield make
+    await asyncio.gather(*(d.stop() for d in made))

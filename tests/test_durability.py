@@ -21,7 +21,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from conftest import AIR_IP, Side, free_port, require_root
-from test_faults import Daemon, procs, until  # noqa: F401  (procs is a fixture)
+from daemons import until
 from test_reliable import RawComponent
 
 pytestmark = pytest.mark.asyncio
