@@ -490,3 +490,33 @@ def test_a_header_without_an_error_reports_none():
     )
     assert not any(isinstance(e, x2x.StreamErrorReceived) for e in events)
     assert stream_error_sent(events) == "policy-violation"
+
+
+# -- found by the fuzz harness (tests/fuzz) --------------------------------------------------
+def test_nothing_is_written_after_our_close_when_the_peer_then_sends_a_header():
+    """RFC 6120 §4.4: after our </stream:stream> nothing more may be sent; a header answering
+    the peer's there would be garbage after the end of our stream."""
+    a = air()
+    a.close(0.0)
+    assert a.data_to_send() == b"</stream:stream>"
+    events = a.receive_data(BARE_ERROR, 1.0)
+    assert closed(events) is not None and a.state is x2x.State.CLOSED
+    assert a.data_to_send() == b""
+
+
+def test_a_peer_header_in_an_unknown_namespace_adds_no_shared_name_cache():
+    """The parser's name caches are shared by every connection, one per content namespace:
+    a peer's header may not create one for a namespace of its choosing (memory never freed)."""
+    from zerolink.xml import parser
+
+    before = set(parser._TAG_CACHES)
+    for i in range(3):
+        a = air()
+        events = a.receive_data(
+            f"<stream:stream xmlns='urn:x:{i}' xmlns:stream='http://etherx.jabber.org/streams'>"
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            "</stream:error>".encode(),
+            0.0,
+        )
+        assert stream_error_sent(events) == "policy-violation"
+    assert set(parser._TAG_CACHES) == before

@@ -48,7 +48,7 @@ from zerolink.proto.events import (
     stream_error_of,
 )
 from zerolink.stanza import STANZA_TAGS
-from zerolink.xml.element import SERVER_NS, Element
+from zerolink.xml.element import CONTENT_NAMESPACES, SERVER_NS, Element
 from zerolink.xml.parser import (
     HeaderReceived,
     ParseError,
@@ -264,7 +264,8 @@ class X2XSession:
                 theirs = self._error_after_header(where)
                 if theirs is not None:
                     events.append(StreamErrorReceived(*theirs))
-                self._write(stream_header({}, default_ns=SERVER_NS), now)
+                if self.state is State.OPEN:  # nothing after our </stream:stream>
+                    self._write(stream_header({}, default_ns=SERVER_NS), now)
                 events.extend(
                     self._stream_error(
                         StreamError(
@@ -295,6 +296,10 @@ class X2XSession:
             declared = _DEFAULT_NS.search(tag.group(0))
             if declared is not None:
                 ns = declared.group(2).decode("utf-8", "replace")
+        if ns not in CONTENT_NAMESPACES:
+            # The parser's name caches are shared, one per content namespace: a peer may not
+            # add one for a namespace of its choosing. No standard server uses another.
+            return None
         parser = StreamParser(
             content_ns=ns,
             max_stanza_size=self.settings.max_stanza_size,
