@@ -172,3 +172,46 @@ def test_non_ascii_handshake_is_not_authorized():
         assert events[0] == comp.StreamErrorSent("not-authorized", "wrong handshake")
         assert isinstance(events[1], comp.Closed)
         assert b"<not-authorized " in s.data_to_send()
+
+
+# -- found by the fuzz harness (tests/fuzz) --------------------------------------------------
+def test_nothing_is_written_after_our_close():
+    """RFC 6120 §4.4: malformed input after our </stream:stream> ends the stream without a
+    stream error or a second close written after it."""
+    s = authed()
+    s.close(1.0)
+    assert s.data_to_send() == b"</stream:stream>"
+    events = s.receive_data(b"<<", 2.0)
+    assert isinstance(events[-1], comp.Closed) and s.state is comp.State.CLOSED
+    assert s.data_to_send() == b""
+
+
+def test_a_stream_error_received_while_closing_is_not_answered():
+    s = authed()
+    s.close(1.0)
+    s.data_to_send()
+    error = b"<stream:error><reset xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+    events = s.receive_data(error, 2.0)
+    assert [type(e) for e in events] == [comp.Closed]
+    assert s.data_to_send() == b""
+
+
+def test_nothing_follows_the_close_of_a_stream_error_received():
+    """A <stream:error> ends the stream: what follows in the same read is not processed (no
+    second Closed, no stream error of ours after our </stream:stream>)."""
+    s = authed()
+    error = b"<stream:error><reset xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+    for tail in (b"<<", b"</stream:stream>", b"<message from='bot.air.example'/>"):
+        s = authed()
+        events = s.receive_data(error + tail, 0.0)
+        assert [type(e) for e in events] == [comp.Closed], tail
+        assert s.data_to_send() == b"</stream:stream>"
+
+
+def test_close_before_the_header_reports_closed():
+    """Drivers close the transport on Closed: a session closed before the component's header
+    must say so, or the connection stays open."""
+    s = new()
+    events = s.close(0.0)
+    assert [type(e) for e in events] == [comp.Closed] and s.state is comp.State.CLOSED
+    assert s.data_to_send() == b""

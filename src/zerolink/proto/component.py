@@ -86,13 +86,15 @@ class ComponentSession:
             raise RuntimeError(f"cannot send on a component stream in state {self.state.value}")
         self._out.append(serialize(stanza, content_ns=COMPONENT_NS))
 
-    def close(self, now: float) -> None:
+    def close(self, now: float) -> list[Event]:
         if self.state in (State.OPEN, State.WAIT_HANDSHAKE):
             self._out.append(STREAM_CLOSE)
             self.state = State.CLOSING
             self._close_deadline = now + self._close_timeout
         elif self.state is State.WAIT_HEADER:
-            self.state = State.CLOSED
+            self.state = State.CLOSED  # nothing of ours is open: the transport just closes
+            return [Closed("closed before the component's stream header")]
+        return []
 
     def timer(self) -> float | None:
         return self._close_deadline if self.state is State.CLOSING else None
@@ -121,6 +123,8 @@ class ComponentSession:
                     out = self._element(ev.element)
                     if out is not None:
                         events.append(out)
+                    if self.state is State.CLOSED:  # a stream error of the component's
+                        return events
                 elif isinstance(ev, StreamClosed):
                     if self.state is not State.CLOSING:
                         self._out.append(STREAM_CLOSE)
@@ -154,7 +158,8 @@ class ComponentSession:
 
     def _element(self, el: Element) -> Event | None:
         if el.tag == STREAM_ERROR_TAG:
-            self._out.append(STREAM_CLOSE)
+            if self.state is not State.CLOSING:
+                self._out.append(STREAM_CLOSE)
             self.state = State.CLOSED
             return Closed("component sent a stream error")
         if self.state is State.WAIT_HANDSHAKE:
@@ -198,7 +203,7 @@ class ComponentSession:
         if not self._header_sent:
             self._header_sent = True
             self._out.append(stream_header({"id": self.stream_id}, default_ns=COMPONENT_NS))
-        if self.state is not State.CLOSED:
+        if self.state not in (State.CLOSING, State.CLOSED):  # nothing after our close
             self._out.append(stream_error(exc.condition, exc.text))
             self._out.append(STREAM_CLOSE)
         self.state = State.CLOSED
