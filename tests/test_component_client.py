@@ -100,3 +100,18 @@ def test_empty_id_followed_by_a_stream_error_reports_that_error():
         0.0,
     )
     assert events[0] == client_side.Failed("host-unknown", "no such component")
+
+
+# -- found by the fuzz harness (tests/fuzz) --------------------------------------------------
+def test_nothing_is_written_after_our_close():
+    """RFC 6120 §4.4: malformed input after our </stream:stream> ends the stream without a
+    stream error or a second close written after it."""
+    c, s = pair()
+    s.receive_data(c.data_to_send(), 0.0)
+    c.receive_data(s.data_to_send(), 0.0)
+    c.data_to_send()
+    c.close(1.0)
+    assert c.data_to_send() == b"</stream:stream>"
+    events = c.receive_data(b"<<", 2.0)
+    assert isinstance(events[-1], client_side.Closed) and c.state is client_side.State.CLOSED
+    assert c.data_to_send() == b""

@@ -153,7 +153,7 @@ class ComponentClient:
         return [Failed(condition, text), Closed(f"upstream stream error {condition}")]
 
     def _fail(self, condition: str, text: str | None) -> list[Event]:
-        if self.state is not State.CLOSED:
+        if self.state not in (State.CLOSING, State.CLOSED):  # nothing after our close
             self._out.append(stream_error(condition, text))
             self._out.append(STREAM_CLOSE)
         self.state = State.CLOSED
