@@ -444,6 +444,8 @@ class SessionTarget:
                 for chunk in step[1]:
                     if run.skip:
                         break
+                    # Once CLOSED, one more read shows input is ignored; the rest costs time.
+                    run.skip = run.dead
                     run.step("receive_data", run.s.receive_data, chunk, run.now)
             elif kind == "time":
                 run.now += step[1]
