@@ -208,7 +208,7 @@ def _nest(rng: random.Random) -> bytes:
 
 def mutate_bytes(rng: random.Random, data: bytes, pool: Sequence[bytes]) -> bytes:
     """One byte-level or XML-aware change to `data`."""
-    op = rng.randrange(14)
+    op = rng.randrange(15)
     n = len(data)
     if op == 0 and n:  # flip a bit
         i = rng.randrange(n)
@@ -286,6 +286,11 @@ def mutate_bytes(rng: random.Random, data: bytes, pool: Sequence[bytes]) -> byte
             return data[:a] + name + data[b:]
     if op == 13 and n:  # truncate
         return data[: rng.randrange(n)]
+    if op == 14 and n:  # the rest in UTF-16 (LE or BE, perhaps with a BOM): UTF-8 only
+        i = _pos(rng, data, True)
+        text = data[i:].decode("utf-8", "replace")
+        enc = rng.choice(("utf-16-le", "utf-16-be", "utf-16"))
+        return data[:i] + text.encode(enc)
     # the chosen operation did not apply: insert a token anywhere
     i = rng.randrange(n + 1)
     return data[:i] + rng.choice(TOKENS) + data[i:]

@@ -97,9 +97,20 @@ KNOWN: dict[str, str] = {
         "whether the limit (policy-violation) or a later error is reported depends on read "
         "boundaries; a stream header longer than the limit passes in one read, not in two"
     ),
+    "parser-utf16": (
+        "StreamParser accepts a stream in UTF-16 (LE or BE, with or without BOM): expat "
+        "detects it from the first bytes although the parser is made for UTF-8 (RFC 6120 "
+        "§11.6: UTF-8 only); a NUL byte is never valid UTF-8 XML"
+    ),
+    "c2s-bind-without-id": (
+        "c2s: a bind iq without an id, then a stream error or close in the same read: "
+        "bind_succeeded/bind_failed raise RuntimeError ('no bind request pending') since "
+        "the closed-meanwhile check tests `_bind_id is not None`"
+    ),
     "c2s-pipelined-after-bind": (
         "c2s: what follows a bind request in the same read is held until the host answers, "
-        "and dropped when a stream error follows in that read; a second bind iq there is "
+        "and dropped when a stream error or the stream's close follows in that read; a "
+        "second bind iq there is "
         "refused at once (not-allowed) instead of being held, so a pipelined retry after a "
         "failed bind is lost: the outcome depends on whether the bind request came alone"
     ),
@@ -158,6 +169,12 @@ def _canon_value(v: Any) -> Any:
 _FREE_TEXT = {"StreamErrorSent": ("text",), "Failed": ("text",), "Closed": ("reason",)}
 
 
+def limit_class(condition: str, text: str | None) -> str:
+    """For a policy-violation: "size" when it is the stanza size limit (the class of error
+    whose condition may depend on read boundaries, see `KNOWN`), else ""."""
+    return "size" if condition == "policy-violation" and "too large" in (text or "") else ""
+
+
 def norm(ev: Any) -> tuple:
     """(event type name, field values...) with elements in canonical form."""
     name = type(ev).__name__
@@ -166,17 +183,18 @@ def norm(ev: Any) -> tuple:
         values = tuple(
             _canon_value(getattr(ev, f.name)) for f in dataclasses.fields(ev) if f.name not in skip
         )
+        if name in ("StreamErrorSent", "Failed"):
+            values += (limit_class(ev.condition, ev.text),)
     else:
         values = ()
     return (name, *values)
 
 
+_ERROR_EVENTS = ("StreamErrorSent", "StreamErrorReceived", "Failed", "error")
+
+
 def _conditions(events: list[tuple]) -> list[str]:
-    out = []
-    for ev in events:
-        if ev[0] in ("StreamErrorSent", "StreamErrorReceived", "Failed", "error"):
-            out.append(str(ev[1]))
-    return out
+    return [str(ev[1]) for ev in events if ev[0] in _ERROR_EVENTS]
 
 
 def _event_types(module: Any) -> tuple[type, ...]:
@@ -275,6 +293,7 @@ class OutputReader:
 
 END_BUG = "parser-empty-element-end"
 IMPLIED_TRACK_BUG = "parser-implied-track-ends"
+UTF16_BUG = "parser-utf16"
 
 
 # -- the parser --------------------------------------------------------------------------------
@@ -344,8 +363,10 @@ class ParserTarget:
                         out.append(item)
                 if error is not None:
                     self._check_dead(p, error)
-                    out.append(("error", error.condition))
+                    out.append(("error", error.condition, limit_class(error.condition, error.text)))
                     return out
+                if not stopped and b"\x00" in chunk and not known(UTF16_BUG):
+                    raise Failure("parser-accepted-nul", f"no error after {bytes(fed[-80:])!r}")
         return out
 
     @staticmethod
@@ -759,33 +780,46 @@ def _condition(ev: tuple | None) -> str | None:
     return found[0] if found else None
 
 
-def _known_split(target: str, split: list[tuple], whole: list[tuple]) -> str | None:
+def _known_split(target: str, split: list[tuple], whole: list[tuple], nul: bool) -> str | None:
     """The `KNOWN` entry that explains why the two runs differ, if one does: looked for in
-    the first events that differ, then in the first conditions that differ."""
-    ex, ey = _first_difference(split, whole)
-    pairs = [
-        (_condition(ex), _condition(ey)),
-        _first_difference(_conditions(split), _conditions(whole)),
-    ]
-    for x, y in pairs:
-        if "policy-violation" in (x, y):
+    the first events that differ, then in the first errors that differ."""
+    errors = [[ev for ev in run if ev[0] in _ERROR_EVENTS] for run in (split, whole)]
+    for ex, ey in (_first_difference(split, whole), _first_difference(*errors)):
+        if any(
+            ev is not None and ev[0] in ("StreamErrorSent", "Failed", "error") and ev[-1] == "size"
+            for ev in (ex, ey)
+        ):
             return "parser-split-size-limit"
+        x, y = _condition(ex), _condition(ey)
         if x != y and {x, y} <= _TEXT_RACE and "not-well-formed" in (x, y):
             return "parser-split-text-error"
     if target == "c2s":
-        binds = [i for i, ev in enumerate(whole) if ev[0] == "BindRequest"]
-        if binds and split[: binds[0] + 1] == whole[: binds[0] + 1]:
-            after = [ev[0] for ev in whole[binds[0] + 1 :]]
-            dropped = after == ["StreamErrorSent", "Closed", "state"]  # held, then an error
-            refused = sum(ev[0] == "BindRequest" for ev in split) > len(binds)  # 2nd bind
+        binds = [
+            i
+            for i, ev in enumerate(whole)
+            if ev[0] == "BindRequest" and split[: i + 1] == whole[: i + 1]
+        ]
+        if binds:
+            after = [ev[0] for ev in whole[binds[-1] + 1 :]]
+            # held after the bind request, then dropped by an error or the close
+            dropped = after in (["StreamErrorSent", "Closed", "state"], ["Closed", "state"])
+            refused = sum(ev[0] == "BindRequest" for ev in split) > sum(
+                ev[0] == "BindRequest" for ev in whole
+            )  # a second bind iq refused while the first was pending
             if dropped or refused:
                 return "c2s-pipelined-after-bind"
+    if nul:
+        return "parser-utf16"
     return None
 
 
 def _known_crash(failure: Failure) -> str | None:
     if failure.kind.endswith("-raised") and "in _end_of_tag" in failure.detail:
         return "parser-empty-element-end"
+    if failure.kind in ("bind_succeeded-raised", "bind_failed-raised") and (
+        "no bind request pending (state closed)" in failure.detail
+    ):
+        return "c2s-bind-without-id"
     return None
 
 
@@ -809,7 +843,8 @@ def check(target: str, prog: Program, *, strict: bool = False) -> list[tuple]:
             failure = Failure("split-condition", f"{conds[0]} split vs {conds[1]} whole")
         else:
             failure = Failure("split-events", _diff(split, whole))
-        name = _known_split(target, split, whole)
+        nul = any(b"\x00" in r for st in prog.steps if st[0] == "data" for r in st[1])
+        name = _known_split(target, split, whole, nul)
         if name is not None and known(name):
             raise Known(name, failure)
         raise failure
