@@ -135,7 +135,7 @@ def run(
             kind = f"known:{exc.name}" if isinstance(exc, Known) else failure.kind
             stats[kind] += 1
             if stats[kind] <= SAVE_PER_KIND:
-                if do_minimize:
+                if do_minimize and not isinstance(exc, Known):  # known ones have reproducers
                     prog = minimize(target, prog, kind, strict)
                 path = _save(crashes, target, kind, stats[kind], prog, str(failure))
                 print(f"[{target}] {kind}: saved {path}", file=out, flush=True)
