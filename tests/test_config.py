@@ -1395,7 +1395,7 @@ def test_upstream_beside_local_components_and_host(tmp_path: Path) -> None:
             {"secret": "s"},
             "upstream.secret",
             "unknown key; expected one of: address, domains, reconnect_min, reconnect_max, "
-            "connect_timeout, stanza_timeout, queue_limit, component",
+            "connect_timeout, stanza_timeout, queue_limit, queue_bytes, component",
         ),
         ({"component": None}, "upstream.component", "at least one [[upstream.component]]"),
         ({"component": []}, "upstream.component", "at least one [[upstream.component]]"),

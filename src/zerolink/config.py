@@ -204,6 +204,7 @@ class UpstreamConfig:
     connect_timeout: float = 10.0
     stanza_timeout: float = 300.0
     queue_limit: int = 10000
+    queue_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +257,14 @@ UPSTREAM_DURATIONS: dict[str, float] = {
     "connect_timeout": 10.0,
     "stanza_timeout": 300.0,
 }
-UPSTREAM_KEYS = ("address", "domains", *UPSTREAM_DURATIONS, "queue_limit", "component")
+UPSTREAM_KEYS = (
+    "address",
+    "domains",
+    *UPSTREAM_DURATIONS,
+    "queue_limit",
+    "queue_bytes",
+    "component",
+)
 UPSTREAM_COMPONENT_KEYS = ("domain", "secret")
 # The identity keys each mode uses; a key of one mode given with another is a problem.
 IDENTITY_MODE_KEYS: dict[str, tuple[str, ...]] = {
@@ -838,6 +846,7 @@ def _parse_upstream(ctx: _Ctx, data: dict[str, Any]) -> Any:
     for key, default in UPSTREAM_DURATIONS.items():
         draft[key] = ctx.duration(t, key, path, default, positive=True)
     draft["queue_limit"] = ctx.integer(t, "queue_limit", path, 10000, minimum=1)
+    draft["queue_bytes"] = ctx.integer(t, "queue_bytes", path, 64 * 1024 * 1024, minimum=1024)
     draft["components"] = _parse_upstream_components(ctx, t, path)
     return draft
 
@@ -1718,6 +1727,7 @@ def _build_upstream(d: dict[str, Any]) -> UpstreamConfig:
         domains=d["resolved_domains"],
         components=tuple(UpstreamComponent(c["domain"], c["secret"]) for c in d["components"]),
         queue_limit=d["queue_limit"],
+        queue_bytes=d["queue_bytes"],
         **{key: d[key] for key in UPSTREAM_DURATIONS},
     )
 
