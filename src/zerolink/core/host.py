@@ -30,6 +30,14 @@ Where RFC 6121 leaves a choice:
 * An iq without 'to' from a client is for the server (disco, ping, version), except the
   roster, which is the account's.
 * Offline messages made only of chat states (XEP-0085) are dropped rather than stored.
+* Offline messages go to the first resource that becomes available with a non-negative
+  priority, in batches (`offline_batch` messages, at most `offline_batch_bytes`): the next
+  batch is read from the store once the client has the previous one, which is deleted only
+  then. A client that drops half way gets the rest, and maybe a few again, at its next login.
+* Stanzas a session was sent and whose client never got them (the connection gave up on it,
+  see ``undelivered``) are not lost: a message to the bare JID is handled again as if it had
+  just arrived (other resources, else offline), one to the session's full JID is stored
+  offline (RFC 6121 §8.5.3.2.1 allows it), an iq request bounces with service-unavailable.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from zerolink.core.roster import (
     MakeItem,
     OfflineStore,
     Roster,
+    RosterLimits,
     RosterStore,
     has_from,
 )
@@ -111,8 +120,13 @@ class LocalHost:
         clock: Callable[[], float],
         software: tuple[str, str] = ("zerolink", __version__),
         max_sessions_per_user: int = 10,
+        roster_limits: RosterLimits | None = None,
+        offline_batch: int = 100,
+        offline_batch_bytes: int = 1024 * 1024,
     ) -> None:
         self.max_sessions_per_user = max_sessions_per_user
+        self.offline_batch = offline_batch
+        self.offline_batch_bytes = offline_batch_bytes
         self.domains = frozenset(normalize_domain(d) for d in domains)
         self.router = router
         self.accounts = accounts
@@ -120,7 +134,9 @@ class LocalHost:
         self.clock = clock
         self.software = software
         self.resources = Resources()
-        self.roster = Roster(rosters, make_item, self.resources, router)
+        self.roster = Roster(rosters, make_item, self.resources, router, roster_limits)
+        # The resource each user's offline messages are being delivered to, batch by batch.
+        self._offline_to: dict[str, Resource] = {}
         self.presence = Presence(
             self.resources, self.roster, router, on_available=self._deliver_offline
         )
@@ -182,6 +198,58 @@ class LocalHost:
         self.resources.remove(res)
         if res.available or res.directed:
             self.presence.unavailable(res)
+        if self._offline_to.get(res.bare) is res:  # another resource takes over, if any
+            del self._offline_to[res.bare]
+            for other in self.resources.available(res.bare):
+                if other.priority >= 0:
+                    self._deliver_offline(other)
+                    break
+
+    def undelivered(self, jid: JID, stanzas: list[Element]) -> None:
+        """Stanzas sent to the session of `jid`, now unbound, that never reached its client
+        (the connection ended it over its output budget, or lost it): handled so that nothing
+        is lost (see the module docstring). Presence, results and errors are dropped; the
+        contacts got unavailable presence when the session was unbound."""
+        user = str(jid.bare)
+        exists = jid.local is not None and self.accounts.exists(jid.local, jid.domain)
+        gone = StanzaError("service-unavailable", "the recipient's session ended")
+        counts = {"message": 0, "iq": 0}
+        for stanza in stanzas:
+            kind = stanza.get("type")
+            if stanza.tag == IQ:
+                if kind in ("get", "set"):
+                    self.router.bounce(stanza, gone)
+                    counts["iq"] += 1
+                continue
+            if stanza.tag != MESSAGE:
+                continue
+            kind = kind if kind in MESSAGE_TYPES else "normal"
+            if kind in ("error", "headline"):  # headlines are not stored (XEP-0160 §3)
+                continue
+            counts["message"] += 1
+            if not exists:
+                self.router.bounce(stanza, gone)
+                continue
+            to = jid_or_none(stanza.get("to"))
+            if to is None or str(to.bare) != user:
+                to = jid
+            if to.resource is None:
+                self._message(stanza, to, user)
+                continue
+            res = self.resources.get(to)
+            if res is not None:  # a new session holds that full JID now
+                res.session.send(stanza)
+            elif kind == "groupchat":
+                self.router.bounce(stanza, gone)
+            else:
+                self._store_offline(stanza, user)
+        if counts["message"] or counts["iq"]:
+            log.info(
+                "%s: %d message(s) its client never got handled again, %d iq request(s) bounced",
+                jid,
+                counts["message"],
+                counts["iq"],
+            )
 
     def end_deleted_sessions(self) -> list[str]:
         """Unbind and kick the sessions of accounts that no longer exist; their bare JIDs.
@@ -304,17 +372,47 @@ class LocalHost:
         if only_chat_states(stanza):
             return
         if not self.offline.push(user, serialize(stanza), self.clock()):
+            # Over the user's quota (host.offline_limit messages, host.offline_bytes bytes):
+            # XEP-0160 §2 step 3, "if not (e.g., because the recipient's offline message queue
+            # is full), the server returns a <service-unavailable/> error to the sender", as
+            # RFC 6121 §8.5.2.2.1 has it for a message that is not stored.
             self.router.bounce(stanza, StanzaError("service-unavailable", "offline storage full"))
 
     def _deliver_offline(self, res: Resource) -> None:
         """Stored messages to a resource now available with a non-negative priority, each with
-        its time of arrival (XEP-0203)."""
-        for raw, stamp in self.offline.pop_all(res.bare):
+        its time of arrival (XEP-0203), one batch at a time (never all in memory)."""
+        if res.bare not in self._offline_to:  # else another resource is receiving them
+            self._offline_batch(res)
+
+    def _offline_batch(self, res: Resource) -> None:
+        user = res.bare
+        rows = self.offline.batch(user, self.offline_batch, self.offline_batch_bytes)
+        if not rows:
+            self._offline_to.pop(user, None)
+            return
+        self._offline_to[user] = res
+        msgs = []
+        for _, raw, stamp in rows:
             msg = parse_stored(raw)
-            if msg is None:
-                continue
-            msg.append(Element(DELAY, {"from": res.jid.domain, "stamp": delay_stamp(stamp)}))
-            res.session.send(msg)
+            if msg is not None:
+                msg.append(Element(DELAY, {"from": res.jid.domain, "stamp": delay_stamp(stamp)}))
+                msgs.append(msg)
+        last = rows[-1][0]
+
+        def done() -> None:
+            """The client has the batch: delete it, then the next one (if still wanted)."""
+            self.offline.remove_through(user, last)
+            if self._offline_to.get(user) is not res:
+                return
+            if self.resources.of(res.session) is res and res.available and res.priority >= 0:
+                self._offline_batch(res)
+            else:
+                del self._offline_to[user]
+
+        if msgs:
+            res.session.send_stored(msgs, done)
+        else:
+            done()
 
     # -- iq ------------------------------------------------------------------------------
     def _server_iq(self, stanza: Element, domain: str, sender: JID | None) -> None:
