@@ -1445,3 +1445,18 @@ def test_a_large_subscription_request_is_kept_bare(w: World) -> None:
     w.send(s, "<presence/>")
     (req,) = [e for e in s.sent if e.get("type") == "subscribe"]
     assert brief(req) == ("presence", "subscribe", M, J)  # still delivered again, bare
+
+
+def test_offline_delivery_moves_on_when_its_resource_goes_negative() -> None:
+    w = World(offline_limit=1000, offline_batch=100)
+    for i in range(150):
+        w.remote(msg(J, "chat", str(i)))
+    first = w.connect(J, "a", presence=None, auto_ack=False)
+    w.send(first, "<presence/>")
+    assert len(bodies(first.take())) == 100
+    second = w.connect(J, "b", presence=None, auto_ack=False)
+    w.send(second, "<presence/>")
+    w.send(first, "<presence><priority>-1</priority></presence>")  # wants no more messages
+    first.ack()
+    assert bodies(first.take()) == []
+    assert bodies(second.take()) == [str(i) for i in range(100, 150)]

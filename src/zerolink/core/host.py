@@ -198,12 +198,8 @@ class LocalHost:
         self.resources.remove(res)
         if res.available or res.directed:
             self.presence.unavailable(res)
-        if self._offline_to.get(res.bare) is res:  # another resource takes over, if any
-            del self._offline_to[res.bare]
-            for other in self.resources.available(res.bare):
-                if other.priority >= 0:
-                    self._deliver_offline(other)
-                    break
+        if self._offline_to.get(res.bare) is res:
+            self._offline_handover(res)
 
     def undelivered(self, jid: JID, stanzas: list[Element]) -> None:
         """Stanzas sent to the session of `jid`, now unbound, that never reached its client
@@ -407,12 +403,20 @@ class LocalHost:
             if self.resources.of(res.session) is res and res.available and res.priority >= 0:
                 self._offline_batch(res)
             else:
-                del self._offline_to[user]
+                self._offline_handover(res)
 
         if msgs:
             res.session.send_stored(msgs, done)
         else:
             done()
+
+    def _offline_handover(self, res: Resource) -> None:
+        """`res` stops receiving offline messages: another available resource takes over."""
+        del self._offline_to[res.bare]
+        for other in self.resources.available(res.bare):
+            if other is not res and other.priority >= 0:
+                self._offline_batch(other)
+                return
 
     # -- iq ------------------------------------------------------------------------------
     def _server_iq(self, stanza: Element, domain: str, sender: JID | None) -> None:
