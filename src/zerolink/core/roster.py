@@ -75,8 +75,9 @@ class RosterLimits:
     (not-acceptable too, as for the other limits of an item) nor for a full roster. A full
     roster is a quota: <resource-constraint/> (RFC 6120 §8.3.3.18, "lacks the system
     resources necessary to service the request"). With the defaults the largest roster result
-    stays near 1 MB (1,000 items of up to 256 + 8 x 64 characters, plus their JIDs), under the
-    default output budget of a client connection (``host.max_send_buffer``).
+    is about 1 MB (1,000 items of 256 + 8 x 64 characters and a 30-byte JID; 2.5 MB if every
+    character takes 3 bytes), under the default output budget of a client connection
+    (``host.max_send_buffer``, 4 MiB).
     """
 
     max_items: int = 1000
