@@ -1460,3 +1460,48 @@ def test_offline_delivery_moves_on_when_its_resource_goes_negative() -> None:
     first.ack()
     assert bodies(first.take()) == []
     assert bodies(second.take()) == [str(i) for i in range(100, 150)]
+
+
+# -- a store that refuses writes (a full disk) ---------------------------------------------------
+
+
+def test_a_failed_offline_write_is_refused_to_the_sender_and_the_session_goes_on(w: World):
+    from zerolink.errors import StorageError
+
+    s = w.connect(J)
+
+    def full(*_: object) -> bool:
+        raise StorageError("database or disk is full")
+
+    w.offline.push = full  # type: ignore[method-assign]
+    w.remote(f"<message from='x@ground.example/a' to='{R}' id='m1'><body>hi</body></message>")
+    (bounce,) = w.link.take()
+    assert bounce.get("id") == "m1" and error_condition(bounce) == "resource-constraint"
+    assert w.host.storage_failing is not None and w.host.store_refused == 1
+    # the client's own traffic still works
+    w.send(s, "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert [e.get("id") for e in s.take()] == ["p1"]
+
+
+def test_a_failed_roster_write_is_an_iq_error_not_a_disconnect(w: World, caplog):
+    from zerolink.errors import StorageError
+
+    s = w.connect(J)
+
+    def full(*_: object) -> int:
+        raise StorageError("database or disk is full")
+
+    w.rosters.put = full  # type: ignore[method-assign]
+    caplog.set_level(logging.ERROR, logger="zerolink.host")
+    for i in range(3):
+        w.send(
+            s,
+            f"<iq type='set' id='s{i}'><query xmlns='{ROSTER}'><item jid='x{i}@ground.example'/>"
+            "</query></iq>",
+        )
+    replies = s.take()
+    assert [(e.get("id"), error_condition(e)) for e in replies] == [
+        (f"s{i}", "resource-constraint") for i in range(3)
+    ]
+    assert not s.kicked
+    assert caplog.text.count("host store cannot be written") == 1  # once, not per stanza

@@ -68,7 +68,7 @@ from zerolink.core.roster import (
     has_from,
 )
 from zerolink.core.router import Router
-from zerolink.errors import StanzaError
+from zerolink.errors import StanzaError, StorageError
 from zerolink.jid import JID, JIDError, normalize_domain, parse_jid, stanza_error_for
 from zerolink.stanza import IQ, MESSAGE, PRESENCE
 from zerolink.xml.element import SERVER_NS, Element
@@ -82,6 +82,7 @@ DELAY = "{urn:xmpp:delay}delay"
 CHATSTATES_NS = "http://jabber.org/protocol/chatstates"
 THREAD = f"{{{SERVER_NS}}}thread"
 MESSAGE_TYPES = frozenset({"chat", "groupchat", "headline", "normal", "error"})
+STORE_LOG_EVERY = 60.0  # seconds between log lines while the store refuses writes
 
 
 def delay_stamp(t: float) -> str:
@@ -135,6 +136,10 @@ class LocalHost:
         self.software = software
         self.resources = Resources()
         self.roster = Roster(rosters, make_item, self.resources, router, roster_limits)
+        #: Why the store refused a write, while that lasts (None: it works); stanzas refused.
+        self.storage_failing: str | None = None
+        self.store_refused = 0
+        self._store_logged = self._store_failed_at = 0.0
         # The resource each user's offline messages are being delivered to, batch by batch.
         self._offline_to: dict[str, Resource] = {}
         self.presence = Presence(
@@ -275,9 +280,46 @@ class LocalHost:
             return []
         return [r.session for r in self.resources.connected(user)]
 
+    # -- the store failing ----------------------------------------------------------------
+    def _store_failed(self, stanza: Element, exc: StorageError) -> None:
+        """A write for `stanza` failed (the disk is full): refuse the stanza, not the session.
+
+        The sender gets ``resource-constraint`` with the reason; the log says it once a
+        minute at most; `storage_failing` holds the reason (for the status) until a minute
+        passes without another failure.
+        """
+        now = self.clock()
+        self.store_refused += 1
+        if self.storage_failing is None or now - self._store_logged >= STORE_LOG_EVERY:
+            log.error(
+                "host store cannot be written (%s): stanzas that need it are refused with "
+                "resource-constraint (%d so far)",
+                exc,
+                self.store_refused,
+            )
+            self._store_logged = now
+        self.storage_failing = str(exc)
+        self._store_failed_at = now
+        self.router.bounce(
+            stanza, StanzaError("resource-constraint", f"cannot be stored now: {exc}")
+        )
+
+    def _store_ok(self) -> None:
+        if self.storage_failing is not None and self.clock() - self._store_failed_at > 60:
+            log.warning("host store: no write failed for a minute")
+            self.storage_failing = None
+
     # -- from a client -------------------------------------------------------------------
     def from_client(self, session: ClientSession, stanza: Element) -> None:
         """A stanza from a bound client (its 'from' is stamped again here, RFC 6120 §8.1.2.1)."""
+        try:
+            self._from_client(session, stanza)
+        except StorageError as exc:
+            self._store_failed(stanza, exc)
+        else:
+            self._store_ok()
+
+    def _from_client(self, session: ClientSession, stanza: Element) -> None:
         res = self.resources.of(session)
         if res is None:  # e.g. a session replaced a moment ago and not closed yet
             log.debug("dropped %s from an unbound session", stanza.local)
@@ -308,6 +350,12 @@ class LocalHost:
     # -- the route -----------------------------------------------------------------------
     def deliver(self, stanza: Element) -> None:
         """A stanza addressed to a hosted domain (RFC 6121 §8.5)."""
+        try:
+            self._deliver(stanza)
+        except StorageError as exc:
+            self._store_failed(stanza, exc)
+
+    def _deliver(self, stanza: Element) -> None:
         try:
             to = parse_jid(stanza.get("to") or "")
         except JIDError:
@@ -397,7 +445,12 @@ class LocalHost:
 
         def done() -> None:
             """The client has the batch: delete it, then the next one (if still wanted)."""
-            self.offline.remove_through(user, last)
+            try:
+                self.offline.remove_through(user, last)
+            except StorageError as exc:  # they are delivered again at the next login
+                log.warning("offline messages of %s delivered but not removed: %s", user, exc)
+                self._offline_to.pop(user, None)
+                return
             if self._offline_to.get(user) is not res:
                 return
             if self.resources.of(res.session) is res and res.available and res.priority >= 0:
