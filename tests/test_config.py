@@ -582,6 +582,52 @@ def test_component_listener_needs_listen(tmp_path: Path) -> None:
     assert "required" in found["component_listener.listen"]
 
 
+def test_send_buffer_follows_max_stanza_size(tmp_path: Path) -> None:
+    data = host_config({"listen": "127.0.0.2", "max_send_buffer": 65536})
+    data["server"]["max_stanza_size"] = 32768
+    cfg = parse(data, tmp_path)
+    assert cfg.host is not None and cfg.host.max_send_buffer == 65536
+    data["server"]["max_stanza_size"] = 32769
+    msg = problem_at_data(tmp_path, data, "host.max_send_buffer")
+    assert msg == "must be at least twice server.max_stanza_size (65538), got 65536"
+
+
+def test_component_send_buffer_from_listener_or_own(tmp_path: Path) -> None:
+    cfg = parse(
+        {
+            "server": {"domains": ["a.example"]},
+            "component_listener": {"listen": "127.0.0.1", "max_send_buffer": 100000},
+            "component": [
+                {"domain": "bot.a.example", "secret": "s"},
+                {"domain": "gw.a.example", "secret": "s", "max_send_buffer": 8192},
+            ],
+        },
+        tmp_path,
+    )
+    assert cfg.component_listener is not None
+    assert cfg.component_listener.max_send_buffer == 100000
+    assert [c.max_send_buffer for c in cfg.components] == [100000, 8192]
+    cfg = parse(
+        {
+            "server": {"domains": ["a.example"]},
+            "component_listener": {"listen": "127.0.0.1"},
+            "component": [{"domain": "bot.a.example", "secret": "s"}],
+        },
+        tmp_path,
+    )
+    assert cfg.components[0].max_send_buffer == 4 * 1024 * 1024
+    found = parse_problems(
+        {
+            "server": {"domains": ["a.example"]},
+            "component_listener": {"listen": "127.0.0.1", "max_send_buffer": 10},
+            "component": [{"domain": "b.a.example", "secret": "s", "max_send_buffer": "x"}],
+        },
+        tmp_path,
+    )
+    assert found["component_listener.max_send_buffer"] == "must be >= 4096, got 10"
+    assert found["component[0].max_send_buffer"] == "expected an integer, got string 'x'"
+
+
 def test_component_listener_default_port(tmp_path: Path) -> None:
     cfg = parse(
         {"server": {"domains": ["a.example"]}, "component_listener": {"listen": "127.0.0.1"}},
@@ -907,6 +953,12 @@ def test_host_full(tmp_path: Path) -> None:
         auth_timeout = 5
         max_unauthenticated = 1
         max_sessions_per_user = 1
+        max_send_buffer = 1048576
+        offline_bytes = 0
+        roster_max_items = 50
+        roster_max_groups = 0
+        roster_max_name_chars = 20
+        roster_max_group_chars = 10
         """,
     )
     assert cfg.host == HostConfig(
@@ -920,6 +972,12 @@ def test_host_full(tmp_path: Path) -> None:
         auth_timeout=5.0,
         max_unauthenticated=1,
         max_sessions_per_user=1,
+        max_send_buffer=1048576,
+        offline_bytes=0,
+        roster_max_items=50,
+        roster_max_groups=0,
+        roster_max_name_chars=20,
+        roster_max_group_chars=10,
     )
     assert isinstance(cfg.host.auth_timeout, float)
     assert cfg.host.certificate is not None and cfg.host.certificate.is_absolute()
@@ -972,6 +1030,14 @@ def test_host_certificate_resolves_against_config_folder(
         ({"max_unauthenticated": 0}, "host.max_unauthenticated", ">= 1"),
         ({"max_sessions_per_user": 0}, "host.max_sessions_per_user", ">= 1"),
         ({"max_sessions_per_user": "10"}, "host.max_sessions_per_user", "expected an integer"),
+        ({"max_send_buffer": 4095}, "host.max_send_buffer", ">= 4096"),
+        ({"max_send_buffer": "4 MiB"}, "host.max_send_buffer", "expected an integer"),
+        ({"max_send_buffer": 524287}, "host.max_send_buffer", "twice server.max_stanza_size"),
+        ({"offline_bytes": -1}, "host.offline_bytes", ">= 0"),
+        ({"roster_max_items": 0}, "host.roster_max_items", ">= 1"),
+        ({"roster_max_groups": -1}, "host.roster_max_groups", ">= 0"),
+        ({"roster_max_name_chars": 0}, "host.roster_max_name_chars", ">= 1"),
+        ({"roster_max_group_chars": 1.5}, "host.roster_max_group_chars", "expected an integer"),
         ({"tls_requird": True}, "host.tls_requird", "did you mean 'tls_required'?"),
         ({"port": 5222}, "host.port", "unknown key; expected one of: domains, listen,"),
     ],
@@ -1395,7 +1461,7 @@ def test_upstream_beside_local_components_and_host(tmp_path: Path) -> None:
             {"secret": "s"},
             "upstream.secret",
             "unknown key; expected one of: address, domains, reconnect_min, reconnect_max, "
-            "connect_timeout, stanza_timeout, queue_limit, component",
+            "connect_timeout, stanza_timeout, queue_limit, queue_bytes, component",
         ),
         ({"component": None}, "upstream.component", "at least one [[upstream.component]]"),
         ({"component": []}, "upstream.component", "at least one [[upstream.component]]"),
@@ -2413,13 +2479,14 @@ def test_summary(tmp_path: Path) -> None:
     assert "bot-secret" not in text
     # the host comes right after the server
     i = lines.index("host: air.example")
-    assert lines[i : i + 6] == [
+    assert lines[i : i + 7] == [
         "host: air.example",
         "  clients: 127.0.0.2:5222 (STARTTLS required)",
         "  direct TLS: none",
         f"  certificate: self-signed, generated at first start in {EXAMPLES / 'air-data'}",
-        "  per user: 10 sessions, 1000 offline messages",
+        "  per user: 10 sessions, 1000 offline messages (10 MiB), 1000 roster items",
         "  unauthenticated: at most 100 connections, 60s each to authenticate",
+        "  per client: at most 4 MiB of output it has not taken",
     ]
     assert lines.index("component listener: 127.0.0.2:5347") > i
     assert "upstream: none" in lines

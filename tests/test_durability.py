@@ -238,3 +238,156 @@ async def test_an_answer_never_overtakes_the_commit_of_earlier_stanzas(tmp_path,
         stored = after
     assert lost == 0, f"{lost} acknowledged stanzas lost over 10 kills"
     assert stored == 100
+
+
+# -- the host's store: a full disk, and kill -9 under load -----------------------------------
+
+
+def add_users(daemon, *users: str) -> None:
+    for user in users:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "zerolink",
+                "user",
+                "-c",
+                str(daemon.config),
+                "add",
+                user,
+                "--password",
+                "pw",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+class User(Pilot):
+    def __init__(self, jid: str, side: Side, cafile: Path) -> None:
+        ClientXMPP.__init__(self, jid, "pw")
+        self.side = side
+        self.ssl_context = ssl.create_default_context(cafile=str(cafile))
+        self.replies: dict[str, str] = {}  # iq or message id -> "result" or the error condition
+        self.register_handler(Callback("all iq", MatchXPath("{jabber:client}iq"), self._iq))
+        self.add_event_handler(
+            "message_error", lambda m: self.replies.__setitem__(m["id"], m["error"]["condition"])
+        )
+
+    def _iq(self, iq) -> None:
+        self.replies[iq["id"]] = iq["error"]["condition"] if iq["type"] == "error" else iq["type"]
+
+    async def reply(self, ident: str, timeout: float = 10) -> str:
+        await until(lambda: ident in self.replies, timeout, f"the answer to {ident}")
+        return self.replies[ident]
+
+
+def hosted_air(air: Side) -> None:
+    air.c2s_port = free_port(AIR_IP)
+    air.extra = f'[host]\nlisten = "{air.ip}:{air.c2s_port}"\n'
+
+
+async def test_full_disk_under_the_host_store_refuses_stanzas_not_sessions(tmp_path, procs, sides):
+    """Offline messages and roster changes that cannot be written come back to their sender
+    with resource-constraint; the client stays connected; space back, they work."""
+    air, ground = sides
+    hosted_air(air)
+    with small_disk(tmp_path / "air-data", 2048) as data:
+        a = procs(air, ground, tmp_path)
+        add_users(a, "pilot@air.example", "crew@air.example")
+        a.start()
+        await a.serving()
+        cafile = data / "tls" / "self-signed.pem"
+        pilot = await User("pilot@air.example/cockpit", air, cafile).start()
+        try:
+            filler = fill(data, 0)
+            big = "x" * 60_000  # the WAL cannot grow: every write fails
+            for i in range(5):
+                pilot.send_raw(
+                    f"<message to='crew@air.example' id='off{i}'><body>{big}</body></message>"
+                )
+                pilot.send_raw(
+                    f"<iq type='set' id='r{i}'><query xmlns='jabber:iq:roster'>"
+                    f"<item jid='c{i}@ground.example' name='{'n' * 200}'/></query></iq>"
+                )
+            for i in range(5):
+                assert await pilot.reply(f"off{i}") == "resource-constraint"
+                assert await pilot.reply(f"r{i}") == "resource-constraint"
+            pilot.send_raw("<iq type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>")
+            assert await pilot.reply("ping1") == "result"  # still connected
+            log = a.log()
+            assert log.count("host store cannot be written") == 1, log[-2000:]
+            assert "Traceback" not in log
+            filler.unlink()
+            pilot.send_raw(
+                "<message to='crew@air.example' id='later'><body>now it fits</body></message>"
+            )
+            pilot.send_raw(
+                "<iq type='set' id='r-later'><query xmlns='jabber:iq:roster'>"
+                "<item jid='later@ground.example'/></query></iq>"
+            )
+            assert await pilot.reply("r-later") == "result"
+            crew = await User("crew@air.example/seat", air, cafile).start()
+            got: list[str] = []
+            crew.add_event_handler("message", lambda m: got.append(m["id"]))
+            crew.send_presence()
+            await until(lambda: "later" in got, 10, "the offline message")
+            assert not any(g.startswith("off") for g in got)
+            crew.abort()
+        finally:
+            pilot.abort()
+            await a.stop()
+
+
+async def test_kill_9_of_the_host_under_load_loses_nothing_acknowledged(tmp_path, procs, sides):
+    """Messages for an offline user, each burst followed by a ping; kill -9 at random
+    moments: after every restart the store is intact and holds every message sent before an
+    answered ping."""
+    import random
+    import sqlite3
+
+    air, ground = sides
+    hosted_air(air)
+    a = procs(air, ground, tmp_path)
+    add_users(a, "pilot@air.example", "crew@air.example")
+    db = a.config.parent / f"{a.config.stem}-data" / "zerolink.sqlite"
+    acknowledged: set[str] = set()
+    rng = random.Random()
+    kills = 0
+    for rnd in range(8):
+        a.start()
+        await a.serving()
+        cafile = a.config.parent / f"{a.config.stem}-data" / "tls" / "self-signed.pem"
+        pilot = await User("pilot@air.example/cockpit", air, cafile).start()
+        sent: list[str] = []
+        kill_at = rng.uniform(0.05, 0.4)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        burst = 0
+        while loop.time() - start < kill_at:
+            ids = [f"k{rnd}b{burst}m{i}" for i in range(10)]
+            pilot.send_raw(
+                "".join(
+                    f"<message to='crew@air.example' id='{m}'><body>{m}</body></message>"
+                    for m in ids
+                )
+                + f"<iq type='get' id='k{rnd}b{burst}p'><ping xmlns='urn:xmpp:ping'/></iq>"
+            )
+            sent.append((ids, f"k{rnd}b{burst}p"))  # type: ignore[arg-type]
+            burst += 1
+            await asyncio.sleep(0.005)
+        a.kill9()
+        kills += 1
+        pilot.abort()
+        for ids, ping in sent:  # type: ignore[misc]
+            if ping in pilot.replies:  # answered: what came before it was handled
+                acknowledged.update(m for m in ids if m not in pilot.replies)  # not refused
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            stored = {
+                row[0].decode() if isinstance(row[0], bytes) else row[0]
+                for row in conn.execute("SELECT stanza FROM offline_message")
+            }
+        have = {m for m in acknowledged if any(f"id='{m}'" in s for s in stored)}
+        assert have == acknowledged, f"lost {len(acknowledged - have)} acknowledged messages"
+    assert kills == 8 and acknowledged

@@ -7,13 +7,14 @@ fake route standing for the X2X link, which records what would cross it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from zerolink import __version__
 from zerolink.core.host import LocalHost, delay_stamp
-from zerolink.core.roster import Inbound, State, inbound, outbound
+from zerolink.core.roster import Inbound, RosterLimits, State, inbound, outbound
 from zerolink.core.router import Router
 from zerolink.errors import StanzaError
 from zerolink.jid import JID
@@ -73,6 +74,9 @@ class Rosters:
     def items(self, user: str) -> list[Item]:
         return sorted(self._live(user).values(), key=lambda i: i.contact)
 
+    def count(self, user: str) -> int:
+        return len(self._live(user))
+
     def get(self, user: str, contact: str) -> Item | None:
         return self._live(user).get(contact)
 
@@ -122,19 +126,42 @@ class Rosters:
 
 
 class Offline:
-    def __init__(self, limit: int) -> None:
+    """The store's semantics: a quota in messages and in bytes, batches read then removed."""
+
+    def __init__(self, limit: int, max_bytes: int = 1 << 30) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         self.q: dict[str, list[tuple[bytes, float]]] = {}
+        self.ids: dict[str, list[int]] = {}
+        self._next = 0
+        self.batches: list[int] = []  # the size of each batch read
 
     def push(self, user: str, stanza: bytes, stamp: float) -> bool:
         q = self.q.setdefault(user, [])
-        if len(q) >= self.limit:
+        if len(q) >= self.limit or sum(len(s) for s, _ in q) + len(stanza) > self.max_bytes:
             return False
         q.append((stanza, stamp))
+        self._next += 1
+        self.ids.setdefault(user, []).append(self._next)
         return True
 
-    def pop_all(self, user: str) -> list[tuple[bytes, float]]:
-        return self.q.pop(user, [])
+    def batch(self, user: str, count: int, max_bytes: int) -> list[tuple[int, bytes, float]]:
+        out: list[tuple[int, bytes, float]] = []
+        size = 0
+        for ident, (raw, stamp) in zip(self.ids.get(user, []), self.q.get(user, []), strict=True):
+            size += len(raw)
+            if len(out) == count or (out and size > max_bytes):
+                break
+            out.append((ident, raw, stamp))
+        if out:
+            self.batches.append(len(out))
+        return out
+
+    def remove_through(self, user: str, ident: int) -> None:
+        ids = self.ids.get(user, [])
+        n = sum(1 for i in ids if i <= ident)
+        del ids[:n]
+        del self.q.get(user, [])[:n]
 
     def count(self, user: str) -> int:
         return len(self.q.get(user, []))
@@ -145,9 +172,25 @@ class Session:
     jid: JID | None = None
     sent: list[Element] = field(default_factory=list)
     kicked: list[tuple[str, str | None]] = field(default_factory=list)
+    # False: send_stored keeps its callback in `unacked` until the test calls `ack`.
+    auto_ack: bool = True
+    unacked: list[Callable[[], None]] = field(default_factory=list)
 
     def send(self, stanza: Element) -> None:
         self.sent.append(stanza)
+
+    def send_stored(self, stanzas: list[Element], done: Callable[[], None]) -> None:
+        self.sent.extend(stanzas)
+        if self.auto_ack:
+            done()
+        else:
+            self.unacked.append(done)
+
+    def ack(self) -> None:
+        """The client's TCP acknowledged everything sent so far."""
+        done, self.unacked = self.unacked, []
+        for callback in done:
+            callback()
 
     def kick(self, condition: str, text: str | None = None) -> None:
         self.kicked.append((condition, text))
@@ -174,11 +217,13 @@ class Link:
 
 
 class World:
-    def __init__(self, offline_limit: int = 3) -> None:
+    def __init__(
+        self, offline_limit: int = 3, offline_bytes: int = 1 << 30, **host_kw: object
+    ) -> None:
         self.now = 1_700_000_000.25
         self.accounts = Accounts({J, R, N})
         self.rosters = Rosters(self.accounts)
-        self.offline = Offline(offline_limit)
+        self.offline = Offline(offline_limit, offline_bytes)
         self.router = Router(["air.example"])
         self.host = LocalHost(
             ["air.example"],
@@ -188,6 +233,7 @@ class World:
             self.offline,
             Item,
             clock=lambda: self.now,
+            **host_kw,  # type: ignore[arg-type]
         )
         self.router.add(["air.example"], self.host, local=True)
         self.link = Link()
@@ -201,8 +247,9 @@ class World:
         *,
         roster: bool = True,
         presence: str | None = "<presence/>",
+        auto_ack: bool = True,
     ) -> Session:
-        s = Session()
+        s = Session(auto_ack=auto_ack)
         self.sessions.append(s)
         local, domain = user.split("@")
         self.host.bind(s, local, domain, resource)
@@ -1173,3 +1220,288 @@ def test_unsupported_iq_names_its_namespace(w: World, caplog: pytest.LogCaptureF
     assert error_text(hidden) is None and error_text(missing) is None
     assert hidden.find("{jabber:server}error") == missing.find("{jabber:server}error")
     assert "bounced iq (urn:example:nothing query) from tybalt@ground.example/x" in caplog.text
+
+
+# -- offline messages in batches, quotas (issue 10) -----------------------------------------------
+def bodies(els: list[Element]) -> list[str]:
+    return [e.find("{jabber:server}body").text for e in els if e.local == "message"]  # type: ignore[union-attr]
+
+
+def test_offline_messages_go_out_in_batches_each_deleted_once_the_client_has_it() -> None:
+    w = World(offline_limit=1000, offline_batch=100, offline_batch_bytes=1 << 20)
+    for i in range(250):
+        w.remote(msg(J, "chat", str(i)))
+    s = w.connect(J, presence=None, auto_ack=False)
+    w.send(s, "<presence/>")
+    assert bodies(s.take()) == [str(i) for i in range(100)]  # one batch, not all at once
+    assert w.offline.count(J) == 250  # nothing deleted before the client has it
+    s.ack()
+    assert w.offline.count(J) == 150
+    assert bodies(s.take()) == [str(i) for i in range(100, 200)]
+    s.ack()
+    assert bodies(s.take()) == [str(i) for i in range(200, 250)]
+    s.ack()
+    assert w.offline.count(J) == 0 and w.offline.batches == [100, 100, 50]
+
+
+def test_an_offline_batch_is_bounded_in_bytes_too() -> None:
+    w = World(offline_limit=1000, offline_batch=100, offline_batch_bytes=1000)
+    for i in range(10):
+        w.remote(msg(J, "chat", f"{i}" + "x" * 300))
+    s = w.connect(J, presence=None)
+    w.send(s, "<presence/>")
+    assert len(bodies(s.sent)) == 10
+    # about 370 bytes each: two fit in 1,000 bytes
+    assert w.offline.batches == [2, 2, 2, 2, 2] and w.offline.count(J) == 0
+
+
+def test_a_client_that_drops_mid_way_gets_the_rest_at_its_next_login() -> None:
+    w = World(offline_limit=1000, offline_batch=100)
+    for i in range(150):
+        w.remote(msg(J, "chat", str(i)))
+    s = w.connect(J, presence=None, auto_ack=False)
+    w.send(s, "<presence/>")
+    assert len(bodies(s.take())) == 100
+    w.host.unbind(s)  # gone before its TCP acknowledged the batch
+    assert w.offline.count(J) == 150
+    s.ack()  # a late acknowledgement (seen as the connection closed) deletes, sends no more
+    assert w.offline.count(J) == 50 and s.take() == []
+    s2 = w.connect(J, presence=None, auto_ack=False)
+    w.send(s2, "<presence/>")
+    assert bodies(s2.take()) == [str(i) for i in range(100, 150)]
+    s2.ack()
+    assert w.offline.count(J) == 0
+
+
+def test_offline_delivery_moves_to_another_resource_when_its_session_ends() -> None:
+    w = World(offline_limit=1000, offline_batch=100)
+    for i in range(150):
+        w.remote(msg(J, "chat", str(i)))
+    first = w.connect(J, "a", presence=None, auto_ack=False)
+    w.send(first, "<presence/>")
+    assert len(bodies(first.take())) == 100
+    second = w.connect(J, "b", presence=None, auto_ack=False)
+    w.send(second, "<presence/>")  # the first one is receiving them: one delivery at a time
+    assert bodies(second.take()) == []
+    w.host.unbind(first)  # never acknowledged: the other resource gets them all
+    assert bodies(second.take()) == [str(i) for i in range(100)]
+    second.ack()
+    assert bodies(second.take()) == [str(i) for i in range(100, 150)]
+
+
+def test_offline_quota_in_bytes_bounces_with_service_unavailable() -> None:
+    w = World(offline_limit=1000, offline_bytes=1000)
+    w.remote(msg(J, "chat", "x" * 600))
+    assert w.link.take() == [] and w.offline.count(J) == 1
+    w.remote(msg(J, "chat", "y" * 600))  # 1,200 bytes would be stored
+    (err,) = w.link.take()
+    assert brief(err) == ("message", "error", J, M + "/lab")
+    assert (
+        error_condition(err) == "service-unavailable" and error_text(err) == "offline storage full"
+    )
+    assert w.offline.count(J) == 1
+
+
+# -- what a session never delivered (issue 10) ----------------------------------------------------
+def test_undelivered_messages_to_the_bare_jid_follow_rfc_6121_again(w: World) -> None:
+    dead = w.connect(J, "dead", presence="<presence><priority>5</priority></presence>")
+    other = w.connect(J, "other", presence="<presence><priority>1</priority></presence>")
+    w.remote(msg(J, "chat", "to the bare JID"))
+    (m,) = dead.take()  # the highest priority got it; its client never did
+    w.host.unbind(dead)
+    w.quiet()
+    w.host.undelivered(JID("juliet", "air.example", "dead"), [m])
+    assert bodies(other.take()) == ["to the bare JID"]  # the remaining resource
+    w.host.unbind(other)
+    w.host.undelivered(JID("juliet", "air.example", "other"), [X(msg(J, "normal", "again"))])
+    assert w.offline.count(J) == 1  # nobody left: offline
+
+
+def test_undelivered_messages_to_the_full_jid_go_offline_even_with_others_online(w: World) -> None:
+    dead = w.connect(J, "dead")
+    other = w.connect(J, "other")
+    w.host.unbind(dead)
+    w.quiet()
+    full = JID("juliet", "air.example", "dead")
+    w.host.undelivered(full, [X(msg(J + "/dead", "chat", "for the dead one"))])
+    assert other.take() == [] and w.offline.count(J) == 1
+    w.host.unbind(other)
+    s = w.connect(J, "later", presence=None)
+    w.send(s, "<presence/>")
+    assert bodies(s.sent) == ["for the dead one"]
+
+
+def test_undelivered_to_a_full_jid_taken_over_goes_to_the_new_session(w: World) -> None:
+    old = w.connect(J, "balcony")
+    new = w.connect(J, "balcony")  # resource conflict: the new one wins
+    assert old.kicked == [("conflict", "replaced by a new session")]
+    w.quiet()
+    w.host.undelivered(JID("juliet", "air.example", "balcony"), [X(msg(J + "/balcony", "chat"))])
+    assert bodies(new.take()) == ["hi"] and w.offline.count(J) == 0
+
+
+def test_undelivered_iq_bounces_headline_presence_error_are_dropped(w: World) -> None:
+    dead = w.connect(J, "dead")
+    w.host.unbind(dead)
+    w.quiet()
+    w.host.undelivered(
+        JID("juliet", "air.example", "dead"),
+        [
+            X(iq(J + "/dead", "<ping xmlns='urn:xmpp:ping'/>")),
+            X(iq(J + "/dead", "<ping xmlns='urn:xmpp:ping'/>", kind="result")),
+            X(msg(J + "/dead", "headline")),
+            X(f"<message from='{M}' to='{J}/dead' type='error'/>"),
+            X(f"<presence from='{M}/lab' to='{J}/dead'/>"),
+            X(f"<message from='{M}/lab' to='{J}/dead' type='groupchat' id='g'/>"),
+        ],
+    )
+    errs = w.link.take()
+    assert [(e.local, e.get("id"), error_condition(e)) for e in errs] == [
+        ("iq", "q1", "service-unavailable"),
+        ("message", "g", "service-unavailable"),
+    ]
+    assert w.offline.count(J) == 0
+
+
+def test_undelivered_messages_of_a_deleted_account_bounce(w: World) -> None:
+    dead = w.connect(J, "dead")
+    w.accounts.users.discard(J)
+    w.host.unbind(dead)
+    w.quiet()
+    w.host.undelivered(JID("juliet", "air.example", "dead"), [X(msg(J, "chat"))])
+    (err,) = w.link.take()
+    assert error_condition(err) == "service-unavailable" and w.offline.count(J) == 0
+
+
+# -- roster limits (issue 10) ---------------------------------------------------------------------
+SMALL = RosterLimits(max_items=3, max_groups=2, max_name_chars=10, max_group_chars=5)
+
+
+@pytest.mark.parametrize(
+    ("item", "text"),
+    [
+        (f"<item jid='{R}' name='{'n' * 11}'/>", "name longer than 10 characters"),
+        (f"<item jid='{R}'><group>abcdef</group></item>", "group name longer than 5 characters"),
+        (
+            f"<item jid='{R}'><group>a</group><group>b</group><group>c</group></item>",
+            "more than 2 groups",
+        ),
+    ],
+)
+def test_roster_set_beyond_the_item_limits_is_not_acceptable(item: str, text: str) -> None:
+    w = World(roster_limits=SMALL)
+    s = w.connect(J)
+    w.send(s, f"<iq type='set' id='e'><query xmlns='{ROSTER}'>{item}</query></iq>")
+    (err,) = s.take()
+    assert error_condition(err) == "not-acceptable" and error_text(err) == text
+    assert w.rosters.items(J) == []
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    w = World(roster_limits=SMALL)
+    s = w.connect(J)
+    item = f"<item jid='{R}' name='{'n' * 10}'><group>abcde</group><group>b</group></item>"
+    w.send(s, f"<iq type='set' id='ok'><query xmlns='{ROSTER}'>{item}</query></iq>")
+    assert [e.get("type") for e in s.take()] == ["set", "result"]  # push, result
+
+
+def test_a_full_roster_refuses_new_contacts_from_anyone_with_resource_constraint() -> None:
+    w = World(roster_limits=SMALL)
+    s = w.connect(J)
+    for i in range(3):
+        item = f"<item jid='c{i}@x.example'/>"
+        w.send(s, f"<iq type='set' id='s{i}'><query xmlns='{ROSTER}'>{item}</query></iq>")
+    s.take()
+    # by a roster set
+    w.send(s, f"<iq type='set' id='s3'><query xmlns='{ROSTER}'><item jid='{R}'/></query></iq>")
+    (err,) = s.take()
+    assert error_condition(err) == "resource-constraint"
+    assert error_text(err) == "the roster is full (3 items)"
+    # by subscribing to a new contact
+    w.send(s, f"<presence to='{M}' type='subscribe'/>")
+    (err,) = s.take()
+    assert brief(err) == ("presence", "error", M, J + "/r")
+    assert error_condition(err) == "resource-constraint"
+    assert w.link.take() == []  # not routed: nothing is recorded of it
+    # by a stranger's request: the requester is told
+    w.remote(f"<presence from='{M}/lab' to='{J}' type='subscribe'/>")
+    (err,) = w.link.take()
+    assert brief(err) == ("presence", "error", J, M + "/lab")
+    assert error_condition(err) == "resource-constraint"
+    assert len(w.rosters.items(J)) == 3
+    # an existing contact can still be changed
+    item = "<item jid='c0@x.example' name='c'/>"
+    w.send(s, f"<iq type='set' id='u'><query xmlns='{ROSTER}'>{item}</query></iq>")
+    assert [e.get("type") for e in s.take()] == ["set", "result"]
+
+
+def test_a_large_subscription_request_is_kept_bare(w: World) -> None:
+    big = "x" * 5000
+    w.remote(
+        f"<presence from='{M}/lab' to='{J}' type='subscribe'><status>{big}</status></presence>"
+    )
+    assert w.rosters.stanzas.get((J, M)) is None  # not kept whole
+    s = w.connect(J, presence=None)
+    w.send(s, "<presence/>")
+    (req,) = [e for e in s.sent if e.get("type") == "subscribe"]
+    assert brief(req) == ("presence", "subscribe", M, J)  # still delivered again, bare
+
+
+def test_offline_delivery_moves_on_when_its_resource_goes_negative() -> None:
+    w = World(offline_limit=1000, offline_batch=100)
+    for i in range(150):
+        w.remote(msg(J, "chat", str(i)))
+    first = w.connect(J, "a", presence=None, auto_ack=False)
+    w.send(first, "<presence/>")
+    assert len(bodies(first.take())) == 100
+    second = w.connect(J, "b", presence=None, auto_ack=False)
+    w.send(second, "<presence/>")
+    w.send(first, "<presence><priority>-1</priority></presence>")  # wants no more messages
+    first.ack()
+    assert bodies(first.take()) == []
+    assert bodies(second.take()) == [str(i) for i in range(100, 150)]
+
+
+# -- a store that refuses writes (a full disk) ---------------------------------------------------
+
+
+def test_a_failed_offline_write_is_refused_to_the_sender_and_the_session_goes_on(w: World):
+    from zerolink.errors import StorageError
+
+    s = w.connect(J)
+
+    def full(*_: object) -> bool:
+        raise StorageError("database or disk is full")
+
+    w.offline.push = full  # type: ignore[method-assign]
+    w.remote(f"<message from='x@ground.example/a' to='{R}' id='m1'><body>hi</body></message>")
+    (bounce,) = w.link.take()
+    assert bounce.get("id") == "m1" and error_condition(bounce) == "resource-constraint"
+    assert w.host.storage_failing is not None and w.host.store_refused == 1
+    # the client's own traffic still works
+    w.send(s, "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert [e.get("id") for e in s.take()] == ["p1"]
+
+
+def test_a_failed_roster_write_is_an_iq_error_not_a_disconnect(w: World, caplog):
+    from zerolink.errors import StorageError
+
+    s = w.connect(J)
+
+    def full(*_: object) -> int:
+        raise StorageError("database or disk is full")
+
+    w.rosters.put = full  # type: ignore[method-assign]
+    caplog.set_level(logging.ERROR, logger="zerolink.host")
+    for i in range(3):
+        w.send(
+            s,
+            f"<iq type='set' id='s{i}'><query xmlns='{ROSTER}'><item jid='x{i}@ground.example'/>"
+            "</query></iq>",
+        )
+    replies = s.take()
+    assert [(e.get("id"), error_condition(e)) for e in replies] == [
+        (f"s{i}", "resource-constraint") for i in range(3)
+    ]
+    assert not s.kicked
+    assert caplog.text.count("host store cannot be written") == 1  # once, not per stanza

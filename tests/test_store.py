@@ -314,6 +314,15 @@ def test_roster_remove_leaves_tombstone(roster: RosterStore, db: Database):
     assert table_count(db, "roster_item") == 1  # the tombstone
 
 
+def test_roster_count_is_live_items_only(roster: RosterStore):
+    assert roster.count(ALICE) == 0 and roster.count("nobody@example.org") == 0
+    roster.put(ALICE, RosterItem(BOB))
+    roster.put(ALICE, RosterItem(CAROL, pending_in=True))  # holding a request counts too
+    assert roster.count(ALICE) == 2
+    roster.remove(ALICE, BOB)  # a tombstone does not
+    assert roster.count(ALICE) == 1
+
+
 def test_changes_since(roster: RosterStore):
     bob, carol = RosterItem(BOB, "Bob"), RosterItem(CAROL, "Carol")
     dave = RosterItem("dave@example.net")
@@ -441,6 +450,43 @@ def test_offline_needs_an_account(offline: OfflineStore):
         offline.push("nobody@example.org", b"<message/>", 1.0)
     assert offline.count("nobody@example.org") == 0
     assert offline.pop_all("nobody@example.org") == []
+
+
+def test_offline_quota_in_bytes(db: Database, accounts: AccountStore):
+    accounts.create("bob", "example.net", CREDS)
+    store = OfflineStore(db, limit_per_user=100, bytes_per_user=100)
+    assert store.push(ALICE, b"x" * 60, 1.0)
+    assert not store.push(ALICE, b"y" * 41, 2.0)  # 101 bytes
+    assert store.push(ALICE, b"z" * 40, 3.0)  # exactly 100
+    assert not store.push(ALICE, b"!", 4.0)
+    assert store.push(BOB, b"b" * 100, 5.0)  # per user
+    with pytest.raises(ValueError):
+        OfflineStore(db, bytes_per_user=-1)
+
+
+def test_offline_batches_are_read_then_removed(db: Database, accounts: AccountStore):
+    accounts.create("bob", "example.net", CREDS)
+    store = OfflineStore(db, limit_per_user=100)
+    for i in range(7):
+        store.push(ALICE, b"<m%d/>" % i + b"." * 95, float(i))  # 100 bytes each
+    store.push(BOB, b"<bob/>", 9.0)
+    first = store.batch(ALICE, 3, 10_000)
+    assert [(s[:4], t) for _, s, t in first] == [(b"<m0/", 0.0), (b"<m1/", 1.0), (b"<m2/", 2.0)]
+    assert store.batch(ALICE, 3, 10_000) == first  # read, not removed
+    assert len(store.batch(ALICE, 100, 250)) == 2  # bounded in bytes
+    assert len(store.batch(ALICE, 100, 10)) == 1  # but at least one
+    store.remove_through(ALICE, first[-1][0])
+    assert store.count(ALICE) == 4 and store.count(BOB) == 1
+    assert [s[:4] for _, s, _ in store.batch(ALICE, 100, 10_000)] == [
+        b"<m3/",
+        b"<m4/",
+        b"<m5/",
+        b"<m6/",
+    ]
+    store.remove_through(ALICE, 10**9)
+    assert store.batch(ALICE, 100, 10_000) == [] and store.count(BOB) == 1
+    assert store.batch("nobody@example.org", 1, 1) == []
+    store.remove_through("nobody@example.org", 1)
 
 
 def test_offline_limit_zero_stores_nothing(db: Database, accounts: AccountStore):

@@ -16,6 +16,7 @@ from OpenSSL import SSL
 
 from zerolink.config import Config, warnings_for
 from zerolink.core.host import LocalHost
+from zerolink.core.roster import RosterLimits
 from zerolink.core.router import Router
 from zerolink.net.acceptor import Acceptor
 from zerolink.net.c2s_conn import ClientListener
@@ -154,7 +155,9 @@ class Server:
         if not data_dir.is_dir():
             raise StartupError(f"server.data_dir: {data_dir} is not a folder")
         for comp in cfg.components:
-            route = ComponentRoute(comp.domain, comp.secret, self.router)
+            route = ComponentRoute(
+                comp.domain, comp.secret, self.router, max_send_buffer=comp.max_send_buffer
+            )
             self.components[comp.domain] = route
             self.router.add([comp.domain], route, local=True)
         linklog = None
@@ -227,10 +230,20 @@ class Server:
             self.router,
             accounts,
             RosterStore(db),
-            OfflineStore(db, limit_per_user=cfg.host.offline_limit),
+            OfflineStore(
+                db, limit_per_user=cfg.host.offline_limit, bytes_per_user=cfg.host.offline_bytes
+            ),
             RosterItem,
             clock=time.time,
             max_sessions_per_user=cfg.host.max_sessions_per_user,
+            roster_limits=RosterLimits(
+                max_items=cfg.host.roster_max_items,
+                max_groups=cfg.host.roster_max_groups,
+                max_name_chars=cfg.host.roster_max_name_chars,
+                max_group_chars=cfg.host.roster_max_group_chars,
+            ),
+            # A batch of offline messages takes at most a quarter of a client's output budget.
+            offline_batch_bytes=cfg.host.max_send_buffer // 4,
         )
         self.router.add(cfg.host.domains, self.host, local=True)
 

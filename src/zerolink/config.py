@@ -95,10 +95,15 @@ class ServerConfig:
     key: Path | None = None
 
 
+DEFAULT_SEND_BUFFER = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ComponentConfig:
     domain: str
     secret: str
+    # Effective: the component's own max_send_buffer, or else the listener's.
+    max_send_buffer: int = DEFAULT_SEND_BUFFER
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +163,7 @@ class PeerConfig:
 @dataclass(frozen=True, slots=True)
 class ComponentListenerConfig:
     listen: Endpoint
+    max_send_buffer: int = DEFAULT_SEND_BUFFER
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +184,14 @@ class HostConfig:
     auth_timeout: float = 60.0
     max_unauthenticated: int = 100
     max_sessions_per_user: int = 10
+    # Bytes held for one client that it has not taken yet (zerolink.net.outbox).
+    max_send_buffer: int = DEFAULT_SEND_BUFFER
+    offline_bytes: int = 10 * 1024 * 1024
+    # RFC 6121 §2.3.3's server-configured limits (zerolink.core.roster.RosterLimits).
+    roster_max_items: int = 1000
+    roster_max_groups: int = 8
+    roster_max_name_chars: int = 256
+    roster_max_group_chars: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +218,7 @@ class UpstreamConfig:
     connect_timeout: float = 10.0
     stanza_timeout: float = 300.0
     queue_limit: int = 10000
+    queue_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +261,24 @@ HOST_KEYS = (
     "auth_timeout",
     "max_unauthenticated",
     "max_sessions_per_user",
+    "max_send_buffer",
+    "offline_bytes",
+    "roster_max_items",
+    "roster_max_groups",
+    "roster_max_name_chars",
+    "roster_max_group_chars",
 )
-COMPONENT_LISTENER_KEYS = ("listen",)
-COMPONENT_KEYS = ("domain", "secret")
+# Host and component keys in bytes or counts: key -> (default, minimum).
+HOST_LIMITS: dict[str, tuple[int, int]] = {
+    "max_send_buffer": (DEFAULT_SEND_BUFFER, 4096),
+    "offline_bytes": (10 * 1024 * 1024, 0),
+    "roster_max_items": (1000, 1),
+    "roster_max_groups": (8, 0),
+    "roster_max_name_chars": (256, 1),
+    "roster_max_group_chars": (64, 1),
+}
+COMPONENT_LISTENER_KEYS = ("listen", "max_send_buffer")
+COMPONENT_KEYS = ("domain", "secret", "max_send_buffer")
 # Upstream durations: key -> default (all strictly positive)
 UPSTREAM_DURATIONS: dict[str, float] = {
     "reconnect_min": 1.0,
@@ -256,7 +286,14 @@ UPSTREAM_DURATIONS: dict[str, float] = {
     "connect_timeout": 10.0,
     "stanza_timeout": 300.0,
 }
-UPSTREAM_KEYS = ("address", "domains", *UPSTREAM_DURATIONS, "queue_limit", "component")
+UPSTREAM_KEYS = (
+    "address",
+    "domains",
+    *UPSTREAM_DURATIONS,
+    "queue_limit",
+    "queue_bytes",
+    "component",
+)
 UPSTREAM_COMPONENT_KEYS = ("domain", "secret")
 # The identity keys each mode uses; a key of one mode given with another is a problem.
 IDENTITY_MODE_KEYS: dict[str, tuple[str, ...]] = {
@@ -732,6 +769,8 @@ def _parse_host(ctx: _Ctx, data: dict[str, Any], base_dir: Path) -> Any:
     draft["auth_timeout"] = ctx.duration(t, "auth_timeout", path, 60.0, positive=True)
     draft["max_unauthenticated"] = ctx.integer(t, "max_unauthenticated", path, 100, minimum=1)
     draft["max_sessions_per_user"] = ctx.integer(t, "max_sessions_per_user", path, 10, minimum=1)
+    for key, (default, minimum) in HOST_LIMITS.items():
+        draft[key] = ctx.integer(t, key, path, default, minimum=minimum)
     return draft
 
 
@@ -778,17 +817,19 @@ def _existing_file(ctx: _Ctx, t: dict[str, Any], key: str, path: str, base_dir: 
     return file
 
 
-def _parse_component_listener(ctx: _Ctx, data: dict[str, Any]) -> Any:
+def _parse_component_listener(ctx: _Ctx, data: dict[str, Any]) -> tuple[Any, Any]:
+    """(listen endpoint, max_send_buffer); (None, default) without the table."""
     path = "component_listener"
     if path not in data:
-        return None
+        return None, DEFAULT_SEND_BUFFER
     t = ctx.table(data[path], path, COMPONENT_LISTENER_KEYS)
     if t is None:
-        return _BAD
+        return _BAD, DEFAULT_SEND_BUFFER
+    budget = ctx.integer(t, "max_send_buffer", path, DEFAULT_SEND_BUFFER, minimum=4096)
     if "listen" not in t:
         ctx.add(_key(path, "listen"), "required key is missing (e.g. listen = '127.0.0.1:5347')")
-        return _BAD
-    return ctx.endpoint(t, "listen", path, DEFAULT_COMPONENT_PORT)
+        return _BAD, budget
+    return ctx.endpoint(t, "listen", path, DEFAULT_COMPONENT_PORT), budget
 
 
 def _parse_components(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -806,7 +847,15 @@ def _parse_components(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             ctx.add(p, "required key is missing")
             domain = _BAD
-        drafts.append({"path": path, "domain": domain, "secret": ctx.string(t, "secret", path)})
+        drafts.append(
+            {
+                "path": path,
+                "domain": domain,
+                "secret": ctx.string(t, "secret", path),
+                # None: the listener's
+                "max_send_buffer": ctx.integer(t, "max_send_buffer", path, None, minimum=4096),
+            }
+        )
     return drafts
 
 
@@ -838,6 +887,7 @@ def _parse_upstream(ctx: _Ctx, data: dict[str, Any]) -> Any:
     for key, default in UPSTREAM_DURATIONS.items():
         draft[key] = ctx.duration(t, key, path, default, positive=True)
     draft["queue_limit"] = ctx.integer(t, "queue_limit", path, 10000, minimum=1)
+    draft["queue_bytes"] = ctx.integer(t, "queue_bytes", path, 64 * 1024 * 1024, minimum=1024)
     draft["components"] = _parse_upstream_components(ctx, t, path)
     return draft
 
@@ -1283,6 +1333,15 @@ def _cross_check(
             if ours and d not in ours:
                 ctx.add(where, _not_a_server_domain(d, ours, claims, "a hosted domain"))
 
+    # One stanza of the largest size fits in a client's output budget, with room for another.
+    size = server.get("max_stanza_size", _BAD)
+    budget = host["max_send_buffer"] if isinstance(host, dict) else _BAD
+    if size is not _BAD and budget is not _BAD and budget < 2 * size:
+        ctx.add(
+            "host.max_send_buffer",
+            f"must be at least twice server.max_stanza_size ({2 * size}), got {budget}",
+        )
+
     # Peer names are unique.
     names: dict[str, str] = {}
     for peer in peers:
@@ -1666,7 +1725,7 @@ def parse_config(
     ctx.table(data, "", TOP_KEYS)
     server = _parse_server(ctx, data, base_dir, stem)
     host = _parse_host(ctx, data, base_dir)
-    listener = _parse_component_listener(ctx, data)
+    listener, listener_budget = _parse_component_listener(ctx, data)
     components = _parse_components(ctx, data)
     peers = _parse_peers(ctx, data, base_dir)
     upstream = _parse_upstream(ctx, data)
@@ -1687,9 +1746,18 @@ def parse_config(
             key=server["key"],
         ),
         component_listener=(
-            ComponentListenerConfig(listen=listener) if listener is not None else None
+            ComponentListenerConfig(listen=listener, max_send_buffer=listener_budget)
+            if listener is not None
+            else None
         ),
-        components=tuple(ComponentConfig(c["domain"], c["secret"]) for c in components),
+        components=tuple(
+            ComponentConfig(
+                c["domain"],
+                c["secret"],
+                c["max_send_buffer"] if c["max_send_buffer"] is not None else listener_budget,
+            )
+            for c in components
+        ),
         peers=tuple(_build_peer(p) for p in peers),
         host=_build_host(host, server) if host is not None else None,
         upstream=_build_upstream(upstream) if upstream is not None else None,
@@ -1709,6 +1777,7 @@ def _build_host(d: dict[str, Any], server: dict[str, Any]) -> HostConfig:
         auth_timeout=d["auth_timeout"],
         max_unauthenticated=d["max_unauthenticated"],
         max_sessions_per_user=d["max_sessions_per_user"],
+        **{key: d[key] for key in HOST_LIMITS},
     )
 
 
@@ -1718,6 +1787,7 @@ def _build_upstream(d: dict[str, Any]) -> UpstreamConfig:
         domains=d["resolved_domains"],
         components=tuple(UpstreamComponent(c["domain"], c["secret"]) for c in d["components"]),
         queue_limit=d["queue_limit"],
+        queue_bytes=d["queue_bytes"],
         **{key: d[key] for key in UPSTREAM_DURATIONS},
     )
 
@@ -1894,10 +1964,20 @@ def _summary_host(cfg: Config) -> list[str]:
         f"  clients: {h.listen} ({starttls})",
         f"  direct TLS: {direct}",
         f"  certificate: {cert}",
-        f"  per user: {h.max_sessions_per_user} sessions, {h.offline_limit} offline messages",
+        f"  per user: {h.max_sessions_per_user} sessions, {h.offline_limit} offline messages "
+        f"({_size(h.offline_bytes)}), {h.roster_max_items} roster items",
         f"  unauthenticated: at most {h.max_unauthenticated} connections, "
         f"{h.auth_timeout:g}s each to authenticate",
+        f"  per client: at most {_size(h.max_send_buffer)} of output it has not taken",
     ]
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: '4 MiB', '512 KiB', '1000 bytes'."""
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} bytes"
 
 
 def _summary_upstream(cfg: Config) -> list[str]:

@@ -71,6 +71,14 @@ STANZA_CONDITIONS: dict[str, str] = {
 }
 
 
+class StorageError(Exception):
+    """Persistence failed (a full disk, a locked or unusable database).
+
+    Defined here so that the sans-I/O host can answer a stanza whose write failed without
+    importing the store; `zerolink.store.StoreError` is one.
+    """
+
+
 class XMPPError(Exception):
     """Base of the protocol errors; `condition` is the RFC 6120 element name."""
 

@@ -30,6 +30,14 @@ Where RFC 6121 leaves a choice:
 * An iq without 'to' from a client is for the server (disco, ping, version), except the
   roster, which is the account's.
 * Offline messages made only of chat states (XEP-0085) are dropped rather than stored.
+* Offline messages go to the first resource that becomes available with a non-negative
+  priority, in batches (`offline_batch` messages, at most `offline_batch_bytes`): the next
+  batch is read from the store once the client has the previous one, which is deleted only
+  then. A client that drops half way gets the rest, and maybe a few again, at its next login.
+* Stanzas a session was sent and whose client never got them (the connection gave up on it,
+  see ``undelivered``) are not lost: a message to the bare JID is handled again as if it had
+  just arrived (other resources, else offline), one to the session's full JID is stored
+  offline (RFC 6121 §8.5.3.2.1 allows it), an iq request bounces with service-unavailable.
 """
 
 from __future__ import annotations
@@ -55,11 +63,12 @@ from zerolink.core.roster import (
     MakeItem,
     OfflineStore,
     Roster,
+    RosterLimits,
     RosterStore,
     has_from,
 )
 from zerolink.core.router import Router
-from zerolink.errors import StanzaError
+from zerolink.errors import StanzaError, StorageError
 from zerolink.jid import JID, JIDError, normalize_domain, parse_jid, stanza_error_for
 from zerolink.stanza import IQ, MESSAGE, PRESENCE
 from zerolink.xml.element import SERVER_NS, Element
@@ -73,6 +82,7 @@ DELAY = "{urn:xmpp:delay}delay"
 CHATSTATES_NS = "http://jabber.org/protocol/chatstates"
 THREAD = f"{{{SERVER_NS}}}thread"
 MESSAGE_TYPES = frozenset({"chat", "groupchat", "headline", "normal", "error"})
+STORE_LOG_EVERY = 60.0  # seconds between log lines while the store refuses writes
 
 
 def delay_stamp(t: float) -> str:
@@ -111,8 +121,13 @@ class LocalHost:
         clock: Callable[[], float],
         software: tuple[str, str] = ("zerolink", __version__),
         max_sessions_per_user: int = 10,
+        roster_limits: RosterLimits | None = None,
+        offline_batch: int = 100,
+        offline_batch_bytes: int = 1024 * 1024,
     ) -> None:
         self.max_sessions_per_user = max_sessions_per_user
+        self.offline_batch = offline_batch
+        self.offline_batch_bytes = offline_batch_bytes
         self.domains = frozenset(normalize_domain(d) for d in domains)
         self.router = router
         self.accounts = accounts
@@ -120,7 +135,13 @@ class LocalHost:
         self.clock = clock
         self.software = software
         self.resources = Resources()
-        self.roster = Roster(rosters, make_item, self.resources, router)
+        self.roster = Roster(rosters, make_item, self.resources, router, roster_limits)
+        #: Why the store refused a write, while that lasts (None: it works); stanzas refused.
+        self.storage_failing: str | None = None
+        self.store_refused = 0
+        self._store_logged = self._store_failed_at = 0.0
+        # The resource each user's offline messages are being delivered to, batch by batch.
+        self._offline_to: dict[str, Resource] = {}
         self.presence = Presence(
             self.resources, self.roster, router, on_available=self._deliver_offline
         )
@@ -182,6 +203,54 @@ class LocalHost:
         self.resources.remove(res)
         if res.available or res.directed:
             self.presence.unavailable(res)
+        if self._offline_to.get(res.bare) is res:
+            self._offline_handover(res)
+
+    def undelivered(self, jid: JID, stanzas: list[Element]) -> None:
+        """Stanzas sent to the session of `jid`, now unbound, that never reached its client
+        (the connection ended it over its output budget, or lost it): handled so that nothing
+        is lost (see the module docstring). Presence, results and errors are dropped; the
+        contacts got unavailable presence when the session was unbound."""
+        user = str(jid.bare)
+        exists = jid.local is not None and self.accounts.exists(jid.local, jid.domain)
+        gone = StanzaError("service-unavailable", "the recipient's session ended")
+        counts = {"message": 0, "iq": 0}
+        for stanza in stanzas:
+            kind = stanza.get("type")
+            if stanza.tag == IQ:
+                if kind in ("get", "set"):
+                    self.router.bounce(stanza, gone)
+                    counts["iq"] += 1
+                continue
+            if stanza.tag != MESSAGE:
+                continue
+            kind = kind if kind in MESSAGE_TYPES else "normal"
+            if kind in ("error", "headline"):  # headlines are not stored (XEP-0160 §3)
+                continue
+            counts["message"] += 1
+            if not exists:
+                self.router.bounce(stanza, gone)
+                continue
+            to = jid_or_none(stanza.get("to"))
+            if to is None or str(to.bare) != user:
+                to = jid
+            if to.resource is None:
+                self._message(stanza, to, user)
+                continue
+            res = self.resources.get(to)
+            if res is not None:  # a new session holds that full JID now
+                res.session.send(stanza)
+            elif kind == "groupchat":
+                self.router.bounce(stanza, gone)
+            else:
+                self._store_offline(stanza, user)
+        if counts["message"] or counts["iq"]:
+            log.info(
+                "%s: %d message(s) its client never got handled again, %d iq request(s) bounced",
+                jid,
+                counts["message"],
+                counts["iq"],
+            )
 
     def end_deleted_sessions(self) -> list[str]:
         """Unbind and kick the sessions of accounts that no longer exist; their bare JIDs.
@@ -211,9 +280,46 @@ class LocalHost:
             return []
         return [r.session for r in self.resources.connected(user)]
 
+    # -- the store failing ----------------------------------------------------------------
+    def _store_failed(self, stanza: Element, exc: StorageError) -> None:
+        """A write for `stanza` failed (the disk is full): refuse the stanza, not the session.
+
+        The sender gets ``resource-constraint`` with the reason; the log says it once a
+        minute at most; `storage_failing` holds the reason (for the status) until a minute
+        passes without another failure.
+        """
+        now = self.clock()
+        self.store_refused += 1
+        if self.storage_failing is None or now - self._store_logged >= STORE_LOG_EVERY:
+            log.error(
+                "host store cannot be written (%s): stanzas that need it are refused with "
+                "resource-constraint (%d so far)",
+                exc,
+                self.store_refused,
+            )
+            self._store_logged = now
+        self.storage_failing = str(exc)
+        self._store_failed_at = now
+        self.router.bounce(
+            stanza, StanzaError("resource-constraint", f"cannot be stored now: {exc}")
+        )
+
+    def _store_ok(self) -> None:
+        if self.storage_failing is not None and self.clock() - self._store_failed_at > 60:
+            log.warning("host store: no write failed for a minute")
+            self.storage_failing = None
+
     # -- from a client -------------------------------------------------------------------
     def from_client(self, session: ClientSession, stanza: Element) -> None:
         """A stanza from a bound client (its 'from' is stamped again here, RFC 6120 §8.1.2.1)."""
+        try:
+            self._from_client(session, stanza)
+        except StorageError as exc:
+            self._store_failed(stanza, exc)
+        else:
+            self._store_ok()
+
+    def _from_client(self, session: ClientSession, stanza: Element) -> None:
         res = self.resources.of(session)
         if res is None:  # e.g. a session replaced a moment ago and not closed yet
             log.debug("dropped %s from an unbound session", stanza.local)
@@ -244,6 +350,12 @@ class LocalHost:
     # -- the route -----------------------------------------------------------------------
     def deliver(self, stanza: Element) -> None:
         """A stanza addressed to a hosted domain (RFC 6121 §8.5)."""
+        try:
+            self._deliver(stanza)
+        except StorageError as exc:
+            self._store_failed(stanza, exc)
+
+    def _deliver(self, stanza: Element) -> None:
         try:
             to = parse_jid(stanza.get("to") or "")
         except JIDError:
@@ -304,17 +416,60 @@ class LocalHost:
         if only_chat_states(stanza):
             return
         if not self.offline.push(user, serialize(stanza), self.clock()):
+            # Over the user's quota (host.offline_limit messages, host.offline_bytes bytes):
+            # XEP-0160 §2 step 3, "if not (e.g., because the recipient's offline message queue
+            # is full), the server returns a <service-unavailable/> error to the sender", as
+            # RFC 6121 §8.5.2.2.1 has it for a message that is not stored.
             self.router.bounce(stanza, StanzaError("service-unavailable", "offline storage full"))
 
     def _deliver_offline(self, res: Resource) -> None:
         """Stored messages to a resource now available with a non-negative priority, each with
-        its time of arrival (XEP-0203)."""
-        for raw, stamp in self.offline.pop_all(res.bare):
+        its time of arrival (XEP-0203), one batch at a time (never all in memory)."""
+        if res.bare not in self._offline_to:  # else another resource is receiving them
+            self._offline_batch(res)
+
+    def _offline_batch(self, res: Resource) -> None:
+        user = res.bare
+        rows = self.offline.batch(user, self.offline_batch, self.offline_batch_bytes)
+        if not rows:
+            self._offline_to.pop(user, None)
+            return
+        self._offline_to[user] = res
+        msgs = []
+        for _, raw, stamp in rows:
             msg = parse_stored(raw)
-            if msg is None:
-                continue
-            msg.append(Element(DELAY, {"from": res.jid.domain, "stamp": delay_stamp(stamp)}))
-            res.session.send(msg)
+            if msg is not None:
+                msg.append(Element(DELAY, {"from": res.jid.domain, "stamp": delay_stamp(stamp)}))
+                msgs.append(msg)
+        last = rows[-1][0]
+
+        def done() -> None:
+            """The client has the batch: delete it, then the next one (if still wanted)."""
+            try:
+                self.offline.remove_through(user, last)
+            except StorageError as exc:  # they are delivered again at the next login
+                log.warning("offline messages of %s delivered but not removed: %s", user, exc)
+                self._offline_to.pop(user, None)
+                return
+            if self._offline_to.get(user) is not res:
+                return
+            if self.resources.of(res.session) is res and res.available and res.priority >= 0:
+                self._offline_batch(res)
+            else:
+                self._offline_handover(res)
+
+        if msgs:
+            res.session.send_stored(msgs, done)
+        else:
+            done()
+
+    def _offline_handover(self, res: Resource) -> None:
+        """`res` stops receiving offline messages: another available resource takes over."""
+        del self._offline_to[res.bare]
+        for other in self.resources.available(res.bare):
+            if other is not res and other.priority >= 0:
+                self._offline_batch(other)
+                return
 
     # -- iq ------------------------------------------------------------------------------
     def _server_iq(self, stanza: Element, domain: str, sender: JID | None) -> None:

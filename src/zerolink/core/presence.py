@@ -42,6 +42,8 @@ log = logging.getLogger("zerolink.host")
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 PRIORITY = f"{{{SERVER_NS}}}priority"
 _INTEGER = re.compile("[+-]?[0-9]{1,4}").fullmatch
+#: Bytes of an inbound subscribe stanza kept to be delivered again (status, nick: XEP-0172).
+MAX_PENDING_STANZA = 2048
 
 
 class ClientSession(Protocol):
@@ -50,6 +52,12 @@ class ClientSession(Protocol):
     jid: JID | None  # full JID once bound
 
     def send(self, stanza: Element) -> None: ...
+
+    def send_stored(self, stanzas: list[Element], done: Callable[[], None]) -> None:
+        """Send stanzas that stay in the offline store until `done` is called: once the client
+        has them all (its TCP acknowledged them), never if the connection ends first. They
+        are not given back to the host when they are not delivered (they are still stored)."""
+        ...
 
     def kick(self, condition: str, text: str | None = None) -> None:
         """Send a stream error and close (e.g. 'conflict' when a new session takes the JID)."""
@@ -304,7 +312,11 @@ class Presence:
             return  # no subscription to oneself
         old = self.roster.item(user, contact)
         route, state = outbound(State.of(old), kind)
-        self.roster.save(user, old, with_state(self.roster.make_item, contact, old, state))
+        try:
+            self.roster.save(user, old, with_state(self.roster.make_item, contact, old, state))
+        except StanzaError as exc:  # the roster is full
+            self.router.bounce(stanza, exc)
+            return
         if not route:
             return
         out = stanza.copy()
@@ -356,7 +368,11 @@ class Presence:
             self.router.route(presence("subscribed", user, contact))
             self._send_current(user, contact)
             return
-        self.roster.save(user, old, with_state(self.roster.make_item, contact, old, state))
+        try:
+            self.roster.save(user, old, with_state(self.roster.make_item, contact, old, state))
+        except StanzaError as exc:  # the roster is full: the requester is told
+            self.router.bounce(stanza, exc)
+            return
         if action is Inbound.AUTO_APPROVE:  # §3.4: pre-approved
             self.router.route(presence("subscribed", user, contact))
             self._send_current(user, contact)
@@ -365,7 +381,12 @@ class Presence:
         out.set("from", contact)
         out.set("to", user)
         if kind == "subscribe":  # §3.1.3: kept until answered, delivered to available ones
-            self.roster.store.set_pending_stanza(user, contact, serialize(out))
+            raw = serialize(out)
+            # Kept whole only if small: every pending request is delivered again at each login
+            # (a bare subscribe is sent in place of a larger one).
+            self.roster.store.set_pending_stanza(
+                user, contact, raw if len(raw) <= MAX_PENDING_STANZA else None
+            )
             send_all(self.resources.available(user), out)
             return
         send_all(self.resources.interested(user), out)  # §3.1.6, §3.2.3, §3.3.3

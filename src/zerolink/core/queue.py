@@ -1,5 +1,9 @@
 """A bounded FIFO of stanzas waiting for a route, each with the time it must leave by.
 
+Stanzas wait as their serialized bytes (what will go on the wire), not as element trees: a
+queued 200-byte stanza costs its bytes plus a small tuple, and the byte budget is exact. They
+are parsed again only if they must be bounced (`zerolink.xml.parser.parse_stanza`).
+
 Every stanza in one queue has the same timeout, so deadlines are in order and expiry only
 ever looks at the head.
 """
@@ -8,45 +12,61 @@ from __future__ import annotations
 
 from collections import deque
 
-from zerolink.xml.element import Element
-
 
 class StanzaQueue:
-    """Stanzas waiting for a link; `limit` bounds the count, `timeout` the wait."""
+    """Serialized stanzas waiting for a link or an upstream connection.
 
-    __slots__ = ("_items", "limit", "timeout")
+    `limit` bounds the count, `max_bytes` the bytes, `timeout` the wait.
+    """
 
-    def __init__(self, limit: int, timeout: float) -> None:
+    __slots__ = ("_items", "bytes", "limit", "max_bytes", "timeout")
+
+    def __init__(self, limit: int, timeout: float, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         self.timeout = timeout
-        self._items: deque[tuple[float, Element]] = deque()
+        self.bytes = 0
+        self._items: deque[tuple[float, bytes]] = deque()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, stanza: Element, now: float) -> bool:
-        """Append; False when the queue is full (the caller bounces the stanza)."""
-        if len(self._items) >= self.limit:
+    def push(self, data: bytes, now: float) -> bool:
+        """Append; False when the queue is full in count or bytes (the caller bounces it)."""
+        if len(self._items) >= self.limit or self.bytes + len(data) > self.max_bytes:
             return False
-        self._items.append((now + self.timeout, stanza))
+        self._items.append((now + self.timeout, data))
+        self.bytes += len(data)
         return True
 
-    def pop(self) -> tuple[float, Element]:
-        """Remove and return (deadline, stanza) of the oldest entry."""
-        return self._items.popleft()
+    def pop(self) -> bytes:
+        """Remove and return the oldest stanza."""
+        data = self._items.popleft()[1]
+        self.bytes -= len(data)
+        return data
 
-    def expire(self, now: float) -> list[Element]:
+    def expire(self, now: float) -> list[bytes]:
         """Remove and return the stanzas whose deadline has passed."""
-        out: list[Element] = []
+        out: list[bytes] = []
         items = self._items
         while items and items[0][0] <= now:
-            out.append(items.popleft()[1])
+            data = items.popleft()[1]
+            self.bytes -= len(data)
+            out.append(data)
         return out
 
     def next_deadline(self) -> float | None:
         return self._items[0][0] if self._items else None
 
-    def clear(self) -> list[Element]:
-        out = [s for _, s in self._items]
+    def clear(self) -> list[bytes]:
+        out = [data for _, data in self._items]
         self._items.clear()
+        self.bytes = 0
         return out
+
+    def full_text(self, what: str) -> str:
+        """The text of the resource-constraint bounce when `push` refused."""
+        return (
+            f"queue for {what} is full ({len(self._items)} stanzas, {self.bytes} bytes; "
+            f"limits {self.limit} and {self.max_bytes})"
+        )

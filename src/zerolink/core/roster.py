@@ -45,6 +45,7 @@ __all__ = [
     "OfflineStore",
     "Roster",
     "RosterItem",
+    "RosterLimits",
     "RosterSet",
     "RosterStore",
     "State",
@@ -64,9 +65,25 @@ QUERY = f"{{{ROSTER_NS}}}query"
 ITEM = f"{{{ROSTER_NS}}}item"
 GROUP = f"{{{ROSTER_NS}}}group"
 
-MAX_NAME_CHARS = 1023  # server-configured limits of RFC 6121 §2.3.3 (not-acceptable)
-MAX_GROUP_CHARS = 1023
-MAX_GROUPS = 64
+
+@dataclass(frozen=True, slots=True)
+class RosterLimits:
+    """The server-configured limits of a roster (``host.roster_*``).
+
+    RFC 6121 §2.3.3: a roster set whose item name or a group name is longer than a
+    server-configured limit gets <not-acceptable/>; it sets no condition for too many groups
+    (not-acceptable too, as for the other limits of an item) nor for a full roster. A full
+    roster is a quota: <resource-constraint/> (RFC 6120 §8.3.3.18, "lacks the system
+    resources necessary to service the request"). With the defaults the largest roster result
+    is about 1 MB (1,000 items of 256 + 8 x 64 characters and a 30-byte JID; 2.5 MB if every
+    character takes 3 bytes), under the default output budget of a client connection
+    (``host.max_send_buffer``, 4 MiB).
+    """
+
+    max_items: int = 1000
+    max_groups: int = 8
+    max_name_chars: int = 256
+    max_group_chars: int = 64
 
 
 # -- what the host needs of the store ------------------------------------------------------------
@@ -109,6 +126,7 @@ class RosterStore(Protocol):
     """Rosters keyed by the user's bare JID string (``zerolink.store.roster.RosterStore``)."""
 
     def items(self, user: str) -> list[RosterItem]: ...
+    def count(self, user: str) -> int: ...
     def get(self, user: str, contact: str) -> RosterItem | None: ...
     def put(self, user: str, item: RosterItem) -> int: ...
     def remove(self, user: str, contact: str) -> int | None: ...
@@ -124,7 +142,8 @@ class OfflineStore(Protocol):
     """XEP-0160 offline messages (``zerolink.store.offline.OfflineStore``)."""
 
     def push(self, user: str, stanza: bytes, stamp: float) -> bool: ...
-    def pop_all(self, user: str) -> list[tuple[bytes, float]]: ...
+    def batch(self, user: str, count: int, max_bytes: int) -> list[tuple[int, bytes, float]]: ...
+    def remove_through(self, user: str, ident: int) -> None: ...
     def count(self, user: str) -> int: ...
 
 
@@ -309,7 +328,7 @@ class RosterSet:
     groups: tuple[str, ...]
 
 
-def parse_roster_set(query: Element) -> RosterSet:
+def parse_roster_set(query: Element, limits: RosterLimits | None = None) -> RosterSet:
     """Validate the ``<query/>`` of a roster set; raises `StanzaError` (RFC 6121 §2.3.3).
 
     The 'ask' and 'approved' attributes and any 'subscription' other than "remove" are ignored,
@@ -331,21 +350,24 @@ def parse_roster_set(query: Element) -> RosterSet:
     contact = str(jid)
     if item.get("subscription") == "remove":
         return RosterSet(contact, True, None, ())
+    limits = limits or RosterLimits()
     name = item.get("name") or None
-    if name is not None and len(name) > MAX_NAME_CHARS:
-        raise StanzaError("not-acceptable", "name too long")
+    if name is not None and len(name) > limits.max_name_chars:
+        raise StanzaError("not-acceptable", f"name longer than {limits.max_name_chars} characters")
     groups: list[str] = []
     for g in item.findall(GROUP):
         text = g.text
         if not text:
             raise StanzaError("not-acceptable", "empty group name")
-        if len(text) > MAX_GROUP_CHARS:
-            raise StanzaError("not-acceptable", "group name too long")
+        if len(text) > limits.max_group_chars:
+            raise StanzaError(
+                "not-acceptable", f"group name longer than {limits.max_group_chars} characters"
+            )
         if text in groups:
             raise StanzaError("bad-request", "duplicate group")
         groups.append(text)
-    if len(groups) > MAX_GROUPS:
-        raise StanzaError("not-acceptable", "too many groups")
+        if len(groups) > limits.max_groups:
+            raise StanzaError("not-acceptable", f"more than {limits.max_groups} groups")
     return RosterSet(contact, False, name, tuple(groups))
 
 
@@ -354,12 +376,18 @@ class Roster:
     """The users' rosters: store access, what the client sees, roster pushes, roster IQs."""
 
     def __init__(
-        self, store: RosterStore, make_item: MakeItem, resources: Resources, router: Router
+        self,
+        store: RosterStore,
+        make_item: MakeItem,
+        resources: Resources,
+        router: Router,
+        limits: RosterLimits | None = None,
     ) -> None:
         self.store = store
         self.make_item = make_item
         self.resources = resources
         self.router = router
+        self.limits = limits or RosterLimits()
         self._ids = itertools.count(1)
 
     def item(self, user: str, contact: str) -> RosterItem | None:
@@ -380,7 +408,9 @@ class Roster:
 
         An item left with nothing in it that the client never saw (a request declined or
         withdrawn) is deleted rather than kept. `force_push` (a roster set or remove by the
-        user, RFC 6121 §2.3.2, §2.5.2) pushes even when nothing visible changed.
+        user, RFC 6121 §2.3.2, §2.5.2) pushes even when nothing visible changed. A new
+        contact in a roster that has `limits.max_items` items already raises `StanzaError`
+        (resource-constraint), whoever adds it: the user, or a contact's subscription request.
         """
         if new is None:
             if old is None:
@@ -396,6 +426,10 @@ class Roster:
                 if old is not None:
                     self.store.remove(user, old.contact)
                 return
+        if old is None and self.store.count(user) >= self.limits.max_items:
+            raise StanzaError(
+                "resource-constraint", f"the roster is full ({self.limits.max_items} items)"
+            )
         version = self.store.put(user, new)
         if force_push or view(old) != view(new):
             shown = force_push or is_visible(new)
@@ -459,7 +493,7 @@ class Roster:
         on_remove: Callable[[str, RosterItem], None],
     ) -> None:
         """RFC 6121 §2.3 (add, update) and §2.5 (remove)."""
-        rs = parse_roster_set(query)
+        rs = parse_roster_set(query, self.limits)
         old = self.store.get(user, rs.contact)
         if rs.remove:
             if old is None:

@@ -1,7 +1,15 @@
-"""Client connections of the embedded host: drives a `C2SSession`, upgrades to TLS on STARTTLS."""
+"""Client connections of the embedded host: drives a `C2SSession`, upgrades to TLS on STARTTLS.
+
+Output to a bound client goes through an `Outbox` (`zerolink.net.outbox`): at most one chunk at
+a time in asyncio's buffer, the rest waiting in the outbox, and the whole bounded by
+``host.max_send_buffer``. A client that does not read past that budget has its session ended;
+what it was sent and never got goes back to the host (`LocalHost.undelivered`): nothing lost,
+memory bounded.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -10,14 +18,18 @@ from typing import TYPE_CHECKING, Any
 from OpenSSL import SSL
 
 from zerolink.config import HostConfig
-from zerolink.errors import StanzaError
+from zerolink.errors import StanzaError, StreamError
 from zerolink.net.driver import SessionDriver
+from zerolink.net.outbox import FLIGHT_BYTES, Outbox
 from zerolink.net.redact import SASL_SECRETS
 from zerolink.net.sockets import tune
 from zerolink.net.tlslayer import TLSLayer
 from zerolink.proto import c2s
 from zerolink.proto.sasl import ScramCredentials
-from zerolink.xml.element import Element
+from zerolink.stanza import IQ, MESSAGE
+from zerolink.xml.element import CLIENT_NS, Element
+from zerolink.xml.parser import StanzaReceived, StreamParser
+from zerolink.xml.serializer import serialize
 
 if TYPE_CHECKING:
     from zerolink.core.host import LocalHost
@@ -26,6 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("zerolink.c2s")
 
 Lookup = Callable[[str, str, str], ScramCredentials | None]  # (local, domain, hash) -> keys
+# Seconds between looks at what the client's TCP has acknowledged, while something is in flight
+# (doubling from the first to the last).
+ACK_POLL = (0.01, 1.0)
+_CLIENT_HEADER = (
+    b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+)
 # SASL failures that mean "wrong credentials" (a guess): logged as warnings.
 _CREDENTIAL_FAILURES = frozenset(
     {"not-authorized", "invalid-authzid", "account-disabled", "credentials-expired"}
@@ -75,6 +93,13 @@ class C2SConnection(SessionDriver):
         self._direct_tls = direct_tls
         self.gate = listener.router.before_output
         cfg = listener.cfg
+        self.outbox = Outbox()
+        self._budget = cfg.max_send_buffer
+        self._flight_bytes = min(FLIGHT_BYTES, max(1, cfg.max_send_buffer // 4))
+        self._raw_out = 0  # bytes written to the transport (after TLS)
+        self._over = False  # ended for going over the budget
+        self._poll: asyncio.TimerHandle | None = None
+        self._poll_delay = ACK_POLL[0]
         self.session = c2s.C2SSession(
             domains=frozenset(cfg.domains),
             lookup=self._lookup,
@@ -110,18 +135,41 @@ class C2SConnection(SessionDriver):
         lst.unauthenticated += 1
         self._counted = True
         lst.connections.add(self)
+        # Paused as soon as asyncio holds a byte it could not hand to the kernel: the outbox
+        # then keeps the rest (measured, and given back if never delivered).
+        transport.set_write_buffer_limits(high=0)
         tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=120)
         if self._direct_tls:
             self.start_tls(TLSLayer(lst.tls, server_side=True))
         self._arm()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.outbox.in_flight:
+            # The socket is still open: the kernel's send queue says what the client got. (Not
+            # after a reset: the kernel has dropped that queue, the last look stands.)
+            self._check_acks()
+        super().connection_lost(exc)
+
     def on_lost(self, reason: str) -> None:
         self._uncount()
         self.listener.connections.discard(self)
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
         if self.jid is not None:
             log.info("client %s: disconnected (%s)", self.jid, reason)
-            self.listener.host.unbind(self)
-            self.jid = None
+        self._release()
+
+    def _release(self) -> None:
+        """Unbind from the host and give it back what the client never got."""
+        jid, self.jid = self.jid, None
+        if jid is None:
+            return
+        host = self.listener.host
+        host.unbind(self)
+        undelivered = [el for el in map(_parse_sent, self.outbox.undelivered()) if el is not None]
+        if undelivered:
+            host.undelivered(jid, undelivered)
 
     def _uncount(self) -> None:
         if self._counted:
@@ -130,12 +178,108 @@ class C2SConnection(SessionDriver):
 
     # -- ClientSession for the host ----------------------------------------------------------
     def send(self, stanza: Element) -> None:
-        if self.transport is None or self.session.state is not c2s.State.BOUND:
-            return  # closing: the host learns of it through unbind
-        self.session.send_stanza(stanza)
-        self.schedule_flush()
+        if self.transport is None:
+            return  # gone: the host learns of it through unbind
+        # Kept until delivered: what the host can store offline or bounce if it is not.
+        keep = stanza.tag == MESSAGE or (stanza.tag == IQ and stanza.get("type") in ("get", "set"))
+        self.outbox.put(serialize(stanza, content_ns=CLIENT_NS), keep=keep)
+        self._queued()
+
+    def send_stored(self, stanzas: list[Element], done: Callable[[], None]) -> None:
+        if self.transport is None:
+            return
+        for stanza in stanzas:
+            self.outbox.put(serialize(stanza, content_ns=CLIENT_NS), keep=False)
+        self.outbox.mark(done)
+        self._queued()
+
+    def _queued(self) -> None:
+        if self._over:
+            return  # given back to the host when the connection is lost
+        assert self.transport is not None
+        held = self.outbox.size + self.transport.get_write_buffer_size()
+        if held > self._budget:
+            self._over_budget(held)
+        elif self.session.state is c2s.State.BOUND:  # else closing: given back at the end
+            self.schedule_flush()
+
+    def _over_budget(self, held: int) -> None:
+        """End the session: its client does not read what it is sent.
+
+        The stream error is policy-violation (RFC 6120 §4.9.3.13, a local limit was exceeded)
+        rather than connection-timeout (§4.9.3.4), which would claim the client is gone for
+        good: it may be alive but too slow, and a human reading its log should learn which
+        limit it hit. The error cannot reach a client that does not read: the connection is
+        aborted, which frees what asyncio holds for it at once; what the client never got is
+        given back to the host when the connection is lost (a turn of the loop later). Not a
+        reset (SO_LINGER 0): Linux would throw away what the client's kernel has received and
+        its application not read yet; closed normally, the kernel still delivers its queue.
+        """
+        self._over = True
+        text = f"more than {self._budget} bytes waiting for the client (host.max_send_buffer)"
+        log.warning(
+            "client %s (%s): %d bytes not taken by the client, over host.max_send_buffer "
+            "(%d): session ended (policy-violation)",
+            self.jid,
+            self.peer,
+            held,
+            self._budget,
+        )
+        self._check_acks()
+        self.session.stream_error("policy-violation", text, self.loop.time())
+        assert self.transport is not None
+        self.transport.abort()
+
+    # -- output ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        box = self.outbox
+        t = self.transport
+        if (
+            box.waiting
+            and not self.paused
+            and self.session.state is c2s.State.BOUND
+            and t is not None
+            and not t.is_closing()
+        ):
+            for data in box.take(self._flight_bytes):
+                self.session.send_serialized(data)
+            super().flush()
+            box.launched(self._raw_out)
+            self._poll_delay = ACK_POLL[0]
+        else:
+            super().flush()
+        if box.in_flight:
+            self._check_acks()
+
+    def begin_close(self) -> None:
+        self.flush()  # before our </stream:stream>
+        super().begin_close()
+
+    def _write_raw(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self._raw_out += len(data)
+        super()._write_raw(data)
+
+    def on_writable(self) -> None:
+        self.flush()  # the next chunk, if any
+
+    def _check_acks(self) -> None:
+        """Forget the flights the client's TCP has acknowledged; look again later while some
+        are left (the kernel tells nobody when its send queue shrinks)."""
+        if self.transport is None:
+            return
+        for mark in self.outbox.acked(self._raw_out - self.unflushed()):
+            self.loop.call_soon(mark)
+        if self.outbox.in_flight and self._poll is None:
+            self._poll = self.loop.call_later(self._poll_delay, self._on_poll)
+            self._poll_delay = min(self._poll_delay * 2, ACK_POLL[1])
+
+    def _on_poll(self) -> None:
+        self._poll = None
+        self._check_acks()
 
     def kick(self, condition: str, text: str | None = None) -> None:
+        self.flush()  # what waits goes out before the error, as far as the transport takes it
         events = self.session.stream_error(condition, text, self.loop.time())
         self.handle_events(events)
         self.close_transport()
@@ -205,3 +349,17 @@ class C2SConnection(SessionDriver):
 
     def on_tls_failed(self, reason: str) -> None:
         log.info("client %s: TLS handshake failed: %s", self.peer, reason)
+
+
+def _parse_sent(raw: bytes) -> Element | None:
+    """A stanza serialized for a client, read back (the outbox keeps bytes, not elements)."""
+    parser = StreamParser(
+        content_ns=CLIENT_NS, implied_header=_CLIENT_HEADER, max_stanza_size=len(raw) + 1
+    )
+    try:
+        for ev in parser.feed(raw):
+            if isinstance(ev, StanzaReceived):
+                return ev.element
+    except StreamError as exc:  # pragma: no cover - we serialized it ourselves
+        log.warning("cannot read back a stanza sent to a client: %s", exc)
+    return None

@@ -5,6 +5,13 @@ Backpressure both ways (`zerolink.net.flow`): a component whose stanzas go to a 
 component that does not read what we write (its transport paused writing) makes its route
 congested, so the connections feeding it (X2X links, other components) stop reading instead of
 this daemon buffering for it without limit.
+
+Not every sender takes part in backpressure: local clients, bounces, the host's own replies
+write to the component whatever its state. What this process holds for one component is
+therefore bounded in bytes too (``max_send_buffer`` of its ``[[component]]`` entry, or of
+``[component_listener]``): past it, the component is ended with a ``policy-violation`` stream
+error and the connection reset. What was still buffered for it is dropped (it was not reading
+it); the component can connect again, and meanwhile its domain bounces.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from zerolink.config import DEFAULT_SEND_BUFFER
 from zerolink.errors import StanzaError
 from zerolink.net.driver import SessionDriver
 from zerolink.net.flow import Inflow, Valve
@@ -32,11 +40,19 @@ log = logging.getLogger("zerolink.component")
 class ComponentRoute:
     """Route for one configured component domain; bounces while no component is attached."""
 
-    def __init__(self, domain: str, secret: str, router: Router) -> None:
+    def __init__(
+        self,
+        domain: str,
+        secret: str,
+        router: Router,
+        *,
+        max_send_buffer: int = DEFAULT_SEND_BUFFER,
+    ) -> None:
         self.name = f"component {domain}"
         self.domain = domain
         self.secret = secret
         self.router = router
+        self.max_send_buffer = max_send_buffer
         self.conn: ComponentConnection | None = None
         self._valve = Valve()
 
@@ -104,8 +120,40 @@ class ComponentConnection(SessionDriver):
         tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=60)
 
     def send(self, stanza: Element) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return  # ended (over its budget, or gone): the route bounces from now on
         self.session.send_stanza(stanza)
         self.schedule_flush()
+
+    def flush(self) -> None:
+        super().flush()
+        route, t = self.route, self.transport
+        if route is not None and t is not None and not t.is_closing():
+            held = t.get_write_buffer_size()
+            if held > route.max_send_buffer:
+                self._over_budget(route, held)
+
+    def _over_budget(self, route: ComponentRoute, held: int) -> None:
+        """The component does not read and is sent more than its budget: end it.
+
+        policy-violation (RFC 6120 §4.9.3.13: a local limit was exceeded) rather than
+        connection-timeout, which would claim the component is gone; it may only be slow. The
+        error waits behind what it has not read, so the connection is reset at once: that
+        frees the buffer now.
+        """
+        log.warning(
+            "component %s: %d bytes not read by the component, over max_send_buffer (%d): "
+            "ended (policy-violation)",
+            route.domain,
+            held,
+            route.max_send_buffer,
+        )
+        self.session.stream_error(
+            "policy-violation", f"more than {route.max_send_buffer} bytes not read"
+        )
+        self._release("over its output budget")
+        assert self.transport is not None
+        self.transport.abort()
 
     def on_writable(self) -> None:
         if self.route is not None:

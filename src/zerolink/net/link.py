@@ -8,9 +8,9 @@ Connection direction (XEP-0361 §4.3):
   outcome is one shared connection; a random initial delay makes that likely at start-up;
 - the opener closes its connection when done: on-demand links close after `idle_timeout`.
 
-Stanzas wait in a bounded queue while no connection can take them; those that wait longer than
-`stanza_timeout` bounce with ``remote-server-timeout``, those that find the queue full with
-``resource-constraint``.
+Stanzas wait in a queue bounded in count (`queue_limit`) and bytes (`queue_bytes`) while no
+connection can take them; those that wait longer than `stanza_timeout` bounce with
+``remote-server-timeout``, those that find the queue full with ``resource-constraint``.
 
 Backpressure (`zerolink.net.flow`): once the queue holds ``high`` stanzas (half the limit) the
 link is congested and the connections feeding it stop reading; they read again when the queue is
@@ -22,7 +22,6 @@ bounced; the limit is only reached by senders that do not (bounces, local users)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -38,10 +37,13 @@ from zerolink.errors import StanzaError
 from zerolink.net.flow import Valve
 from zerolink.net.reliable import Reliable
 from zerolink.net.sockets import tcp_rtt
+from zerolink.net.tasks import cancel_and_wait
 from zerolink.net.tlslayer import TLSLayer, make_context
 from zerolink.net.x2x_conn import X2XConnection
 from zerolink.proto.x2x import X2XSettings
-from zerolink.xml.element import Element
+from zerolink.xml.element import SERVER_NS, Element
+from zerolink.xml.parser import parse_stanza
+from zerolink.xml.serializer import serialize
 
 if TYPE_CHECKING:
     from zerolink.core.router import Route, Router
@@ -100,7 +102,9 @@ class PeerLink:
             close_timeout=cfg.close_timeout,
             acks=cfg.acks,
         )
-        self.queue: StanzaQueue | ReliableLog = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout)
+        self.queue: StanzaQueue | ReliableLog = StanzaQueue(
+            cfg.queue_limit, cfg.stanza_timeout, cfg.queue_bytes
+        )
         self.reliable: Reliable | None = None
         if cfg.acks:
             assert store is not None and commits is not None, "acks = true needs the link store"
@@ -135,9 +139,7 @@ class PeerLink:
         """Close every connection with the close exchange, bounce what is still queued."""
         self._running = False
         if self._dialer is not None:
-            self._dialer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dialer
+            await cancel_and_wait(self._dialer)
         for handle in (self._expiry, self._idle):
             if handle is not None:
                 handle.cancel()
@@ -155,9 +157,10 @@ class PeerLink:
         if self.reliable is not None:
             self.reliable.stop()  # the log stays on disk: it goes out after the restart
         else:
-            for stanza in self.queue.clear():
+            assert isinstance(self.queue, StanzaQueue)
+            for data in self.queue.clear():
                 self.router.bounce(
-                    stanza, StanzaError("remote-server-timeout", "server shutting down")
+                    parse_stanza(data), StanzaError("remote-server-timeout", "server shutting down")
                 )
         self._valve.release()
 
@@ -181,11 +184,11 @@ class PeerLink:
         if conn is not None and not conn.paused and not self.queue:
             conn.send(stanza)
             return
-        now = self.loop.time()
-        if not self.queue.push(stanza, now):
+        queue = self.queue
+        assert isinstance(queue, StanzaQueue)
+        if not queue.push(serialize(stanza, content_ns=SERVER_NS), self.loop.time()):
             self.router.bounce(
-                stanza,
-                StanzaError("resource-constraint", f"queue for link {self.name} is full"),
+                stanza, StanzaError("resource-constraint", queue.full_text(f"link {self.name}"))
             )
             return
         if conn is None:
@@ -232,10 +235,10 @@ class PeerLink:
             return
         conn = self.sender()
         queue = self.queue
+        assert isinstance(queue, StanzaQueue)
         sent = 0
         while queue and conn is not None and not conn.paused:
-            _, stanza = queue.pop()
-            conn.send(stanza)
+            conn.send_serialized(queue.pop())
             sent += 1
             if sent % _PUMP_FLUSH == 0:
                 conn.flush()  # the transport tells us (pause_writing) when it has enough
@@ -244,7 +247,8 @@ class PeerLink:
     # -- backpressure (zerolink.net.flow) --------------------------------------------------
     def congested(self) -> bool:
         """True while the queue is at or above high water: feeders should stop reading."""
-        return len(self.queue) >= self.high
+        queue = self.queue
+        return len(queue) >= self.high or queue.bytes >= queue.max_bytes // 2
 
     def when_drained(self, callback: Callable[[], None]) -> None:
         """Call `callback` (once, on a later loop turn) when the queue is back at low water."""
@@ -256,7 +260,8 @@ class PeerLink:
 
     def _check_drained(self) -> None:
         """Wake the feeders if the queue is at low water and could move on."""
-        if not self._valve or len(self.queue) > self.low:
+        queue = self.queue
+        if not self._valve or len(queue) > self.low or queue.bytes > queue.max_bytes // 4:
             return
         conn = self.sender()
         if conn is not None and conn.paused:
@@ -414,9 +419,11 @@ class PeerLink:
 
     def _expire(self) -> None:
         self._expiry = None
-        expired = self.queue.expire(self.loop.time())
         if self.reliable is not None:
-            expired = self.reliable.expired(expired)
+            expired = self.reliable.expired(self.reliable.log.expire(self.loop.time()))
+        else:
+            assert isinstance(self.queue, StanzaQueue)
+            expired = [parse_stanza(d) for d in self.queue.expire(self.loop.time())]
         for stanza in expired:
             self.router.bounce(
                 stanza,

@@ -24,8 +24,11 @@ from zerolink.jid import JIDError, jid_domain
 from zerolink.net.driver import SessionDriver
 from zerolink.net.redact import COMPONENT_SECRETS
 from zerolink.net.sockets import tune
+from zerolink.net.tasks import cancel_and_wait
 from zerolink.proto import component_client as proto
-from zerolink.xml.element import Element
+from zerolink.xml.element import SERVER_NS, Element
+from zerolink.xml.parser import parse_stanza
+from zerolink.xml.serializer import serialize
 
 if TYPE_CHECKING:
     from zerolink.core.router import Router
@@ -111,7 +114,9 @@ class Attachment:
         self.route = route
         self.cfg = route.cfg
         self.loop = asyncio.get_running_loop()
-        self.queue = StanzaQueue(self.cfg.queue_limit, self.cfg.stanza_timeout)
+        self.queue = StanzaQueue(
+            self.cfg.queue_limit, self.cfg.stanza_timeout, self.cfg.queue_bytes
+        )
         self.conn: UpstreamConnection | None = None
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
@@ -126,9 +131,7 @@ class Attachment:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._expiry is not None:
             self._expiry.cancel()
         conn = self.conn
@@ -138,8 +141,10 @@ class Attachment:
                 await asyncio.wait_for(conn.closed.wait(), 3)
             if conn.transport is not None:
                 conn.transport.abort()
-        for stanza in self.queue.clear():
-            self.route.router.bounce(stanza, StanzaError("remote-server-timeout", "shutting down"))
+        for data in self.queue.clear():
+            self.route.router.bounce(
+                parse_stanza(data), StanzaError("remote-server-timeout", "shutting down")
+            )
 
     @property
     def up(self) -> bool:
@@ -150,9 +155,12 @@ class Attachment:
             assert self.conn is not None
             self.conn.send(stanza)
             return
-        if not self.queue.push(stanza, self.loop.time()):
+        if not self.queue.push(serialize(stanza, content_ns=SERVER_NS), self.loop.time()):
             self.route.router.bounce(
-                stanza, StanzaError("resource-constraint", "upstream queue is full")
+                stanza,
+                StanzaError(
+                    "resource-constraint", self.queue.full_text(f"upstream {self.comp.domain}")
+                ),
             )
             return
         self._arm_expiry()
@@ -162,8 +170,7 @@ class Attachment:
         self.connections_made += 1
         log.info("upstream %s: connected as component %s", self.cfg.address, self.comp.domain)
         while self.queue and self.up:
-            _, stanza = self.queue.pop()
-            conn.send(stanza)
+            conn.send_serialized(self.queue.pop())
 
     def lost(self, conn: UpstreamConnection, reason: str) -> None:
         if self.conn is conn:
@@ -211,9 +218,9 @@ class Attachment:
 
     def _expire(self) -> None:
         self._expiry = None
-        for stanza in self.queue.expire(self.loop.time()):
+        for data in self.queue.expire(self.loop.time()):
             self.route.router.bounce(
-                stanza,
+                parse_stanza(data),
                 StanzaError("remote-server-timeout", "the upstream server is not reachable"),
             )
         self._arm_expiry()
@@ -243,6 +250,10 @@ class UpstreamConnection(SessionDriver):
 
     def send(self, stanza: Element) -> None:
         self.session.send_stanza(stanza)
+        self.schedule_flush()
+
+    def send_serialized(self, data: bytes) -> None:
+        self.session.send_serialized(data)
         self.schedule_flush()
 
     def handle_events(self, events: list[Any]) -> None:

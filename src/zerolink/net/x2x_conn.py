@@ -185,6 +185,12 @@ class X2XConnection(SessionDriver):
         self.last_stanza = self.loop.time()
         self.schedule_flush()
 
+    def send_serialized(self, data: bytes) -> None:
+        """A stanza already serialized in ``jabber:server`` (from a queue)."""
+        self.session.send_serialized(data, self.loop.time())
+        self.last_stanza = self.loop.time()
+        self.schedule_flush()
+
     def handle_events(self, events: list[Any]) -> None:
         link = self.link
         assert link is not None

@@ -312,6 +312,14 @@ class C2SSession:
             raise RuntimeError(f"cannot send a stanza on a c2s stream in state {self.state.value}")
         self._write_el(stanza)
 
+    def send_serialized(self, data: bytes) -> None:
+        """Queue stanzas already serialized for this stream (``serialize(el,
+        content_ns=CLIENT_NS)``): the connection measures and keeps them before they go out.
+        Only valid when BOUND."""
+        if self.state is not State.BOUND:
+            raise RuntimeError(f"cannot send a stanza on a c2s stream in state {self.state.value}")
+        self._write(data)
+
     # -- calls from the driver and the host ----------------------------------------------
     def tls_established(self, now: float) -> None:
         """The TLS handshake that followed `StartTLS` is done: the stream restarts."""

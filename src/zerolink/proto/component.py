@@ -86,6 +86,10 @@ class ComponentSession:
             raise RuntimeError(f"cannot send on a component stream in state {self.state.value}")
         self._out.append(serialize(stanza, content_ns=COMPONENT_NS))
 
+    def stream_error(self, condition: str, text: str | None = None) -> list[Event]:
+        """End the stream with a stream error of ours (e.g. policy-violation)."""
+        return self._fail(StreamError(condition, text))
+
     def close(self, now: float) -> list[Event]:
         if self.state in (State.OPEN, State.WAIT_HANDSHAKE):
             self._out.append(STREAM_CLOSE)

@@ -82,6 +82,13 @@ class ComponentClient:
             raise RuntimeError(f"component stream is {self.state.value}")
         self._out.append(serialize(stanza, content_ns=COMPONENT_NS))
 
+    def send_serialized(self, data: bytes) -> None:
+        """A stanza serialized in ``jabber:server`` (from a queue): the same bytes in
+        ``jabber:component:accept``, where the stanza's namespace is the default one too."""
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"component stream is {self.state.value}")
+        self._out.append(data)
+
     def close(self, now: float) -> list[Event]:
         if self.state in (State.WAIT_HANDSHAKE, State.OPEN):
             self._out.append(STREAM_CLOSE)

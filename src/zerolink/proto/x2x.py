@@ -174,6 +174,13 @@ class X2XSession:
         self._write(serialize(stanza, content_ns=SERVER_NS), now)
         self.counters.stanzas_out += 1
 
+    def send_serialized(self, data: bytes, now: float) -> None:
+        """Queue a stanza already serialized by `serialize` in ``jabber:server``."""
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"cannot send on a {self.state.value} X2X stream")
+        self._write(data, now)
+        self.counters.stanzas_out += 1
+
     def close(self, now: float) -> list[Event]:
         """Start the close exchange (§4.1: a stream close SHOULD be exchanged)."""
         if self.state is State.OPEN:

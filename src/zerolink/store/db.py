@@ -32,13 +32,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from zerolink.errors import StorageError
+
 log = logging.getLogger(__name__)
 
 # "ZLNK": marks the file as ours; another application's SQLite file is refused.
 APPLICATION_ID = 0x5A4C4E4B
 
 
-class StoreError(Exception):
+class StoreError(StorageError):
     """A persistence failure: unusable database, lock timeout, misuse of transactions."""
 
 

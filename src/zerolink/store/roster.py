@@ -114,6 +114,16 @@ class RosterStore:
             ).fetchall()
         return sorted((_item(r) for r in rows), key=lambda i: i.contact)
 
+    def count(self, user: str) -> int:
+        """The number of live items (with those only holding an inbound request)."""
+        with self.db.transaction(write=False) as conn:
+            aid = account_id_for_jid(conn, user)
+            if aid is None:
+                return 0
+            return conn.execute(
+                "SELECT count(*) FROM roster_item WHERE account_id = ? AND removed = 0", (aid,)
+            ).fetchone()[0]
+
     def get(self, user: str, contact: str) -> RosterItem | None:
         with self.db.transaction(write=False) as conn:
             aid = account_id_for_jid(conn, user)

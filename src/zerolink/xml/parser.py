@@ -51,6 +51,7 @@ __all__ = [
     "StreamOpened",
     "StreamParser",
     "Whitespace",
+    "parse_stanza",
 ]
 
 STREAM_TAG = "{" + STREAMS_NS + "}stream"
@@ -147,6 +148,7 @@ def _name_too_long(name: str) -> NoReturn:
     raise StreamError(
         "policy-violation", f"name of {len(name)} characters (limit {MAX_NAME}): {name[:40]}..."
     )
+
 
 _ERRORS = expat.errors
 _UNBOUND_PREFIX = _ERRORS.codes[_ERRORS.XML_ERROR_UNBOUND_PREFIX]
@@ -540,3 +542,13 @@ class StreamParser:
         self._events.clear()
         self._stack.clear()
         raise ParseError(e.condition, e.text, events) from None
+
+
+def parse_stanza(data: bytes) -> Element:
+    """One stanza kept as serialized bytes (in ``jabber:server``, as on an X2X link) back as an
+    `Element`: for queued or stored stanzas that must be bounced or delivered again."""
+    parser = StreamParser(implied_header=X2X_HEADER, max_stanza_size=max(len(data), 1) + 1)
+    events = [e for e in parser.feed(data) if isinstance(e, StanzaReceived)]
+    if len(events) != 1:
+        raise ValueError(f"not one stanza: {data[:60]!r}")
+    return events[0].element
