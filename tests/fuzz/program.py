@@ -16,7 +16,8 @@ loader removes (with one newline after each, so a file can put them on lines of 
     <?fuzz split?>           read boundary inside a segment (saved failures use it)
     <?fuzz time SECONDS?>    the clock advances; the session's timer runs if it is due
     <?fuzz close?>           the driver closes the session (close exchange)
-    <?fuzz kick?>            the driver ends the stream with a stream error (c2s: conflict)
+    <?fuzz kick?>            the driver ends the stream with a stream error of its own (c2s:
+                             conflict, component: policy-violation; others: close)
     <?fuzz send?>            the driver sends a stanza of its own (when the session allows)
 
 A saved failure is also written as a Python literal (`dump_literal`), which is exact even

@@ -442,6 +442,10 @@ class SessionTarget:
     def send(self, run: Run, el: Element) -> None:
         run.s.send_stanza(el)
 
+    def echo(self, run: Run, el: Element) -> None:
+        """Send a delivered stanza back as the router would (from a queue, serialized)."""
+        self.send(run, el)
+
     def own_stanza(self, run: Run) -> Element | None:
         return None
 
@@ -531,7 +535,7 @@ class Run:
             elif name == "StanzaIn":
                 self.received += 1
                 if self.t.sendable(self.s):
-                    self.call("send_stanza", self.t.send, self, ev.stanza)
+                    self.call("send_serialized", self.t.echo, self, ev.stanza)
             elif name == "StanzaRejected":
                 self.received += 1
                 reply = error_reply(ev.stanza, ev.error)
@@ -582,6 +586,9 @@ class X2XTarget(SessionTarget):
 
     def send(self, run: Run, el: Element) -> None:
         run.s.send_stanza(el, run.now)
+
+    def echo(self, run: Run, el: Element) -> None:
+        run.s.send_serialized(serialize(el, content_ns=SERVER_NS), run.now)
 
     def own_stanza(self, run: Run) -> Element | None:
         el = Element(MESSAGE, {"from": "pilot@air.example", "to": "ops@ground.example"})
@@ -678,6 +685,9 @@ class C2STarget(SessionTarget):
         el.subelement(f"{{{SERVER_NS}}}body", text="ours")
         return el
 
+    def echo(self, run: Run, el: Element) -> None:
+        run.s.send_serialized(serialize(el, content_ns=CLIENT_NS))
+
     def kick(self, run: Run) -> list[Any]:
         return run.s.stream_error("conflict", "replaced by a new connection", run.now)
 
@@ -715,6 +725,9 @@ class ComponentTarget(SessionTarget):
     def reader(self, cfg: dict[str, Any]) -> OutputReader:
         return OutputReader(COMPONENT_NS)
 
+    def kick(self, run: Run) -> list[Any]:
+        return run.s.stream_error("policy-violation", "over its output budget")
+
     def own_stanza(self, run: Run) -> Element | None:
         el = Element(MESSAGE, {"from": "pilot@air.example", "to": f"x@{run.s.domain}"})
         el.subelement(f"{{{SERVER_NS}}}body", text="ours")
@@ -731,6 +744,9 @@ class ComponentClientTarget(SessionTarget):
 
     def reader(self, cfg: dict[str, Any]) -> OutputReader:
         return OutputReader(COMPONENT_NS)
+
+    def echo(self, run: Run, el: Element) -> None:
+        run.s.send_serialized(serialize(el, content_ns=SERVER_NS))
 
     def own_stanza(self, run: Run) -> Element | None:
         el = Element(MESSAGE, {"from": "ops@ground.example", "to": "pilot@air.example"})
