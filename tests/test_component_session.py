@@ -215,3 +215,13 @@ def test_close_before_the_header_reports_closed():
     events = s.close(0.0)
     assert [type(e) for e in events] == [comp.Closed] and s.state is comp.State.CLOSED
     assert s.data_to_send() == b""
+
+
+def test_stream_error_on_a_closed_stream_reports_nothing():
+    """A stream error of ours (e.g. the output budget) on a stream already over: no second
+    Closed, nothing written (the driver closes the transport once)."""
+    s = authed()
+    assert [type(e) for e in s.receive_data(b"</stream:stream>", 0.0)] == [comp.Closed]
+    s.data_to_send()
+    assert s.stream_error("policy-violation", "over budget") == []
+    assert s.data_to_send() == b""

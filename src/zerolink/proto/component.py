@@ -204,6 +204,8 @@ class ComponentSession:
         return StanzaIn(el)
 
     def _fail(self, exc: StreamError) -> list[Event]:
+        if self.state is State.CLOSED:  # already over (and reported)
+            return []
         if not self._header_sent:
             self._header_sent = True
             self._out.append(stream_header({"id": self.stream_id}, default_ns=COMPONENT_NS))
