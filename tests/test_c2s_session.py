@@ -642,10 +642,13 @@ def test_bind_failed_then_retry():
 def test_only_one_bind_per_stream():
     c = authenticated()
     c.send(bind("balcony"))
-    assert c.send(bind("garden", iq_id="b2")) == []  # while the first is pending
-    assert iq_error_of(c.one()) == ("not-allowed", "cancel")
+    # While the first is pending a second one waits for its answer, as if it came later.
+    assert c.send(bind("garden", iq_id="b2")) == []
+    assert c.read() == []
     c.s.bind_succeeded(JID.parse("juliet@example.com/balcony"))
-    c.read()
+    result, refused = c.read()
+    assert result.get("id") == "b1" and result.get("type") == "result"
+    assert refused.get("id") == "b2" and iq_error_of(refused) == ("not-allowed", "cancel")
     assert c.send(bind("garden", iq_id="b3")) == []
     reply = c.one()
     assert reply.get("id") == "b3" and iq_error_of(reply) == ("not-allowed", "cancel")
@@ -1057,3 +1060,36 @@ def test_failed_sasl_attempts_name_the_username_when_known():
     c.read()
     final, _ = scram_final(bare, server_first(), password="wrong", hash_name="sha1")
     assert c.send(response(final)) == [c2s.AuthFailed("juliet", "not-authorized")]
+
+
+# -- found by the fuzzer: the outcome must not depend on how reads fall ------------------------
+def test_stanzas_before_a_stream_error_in_the_bind_read_still_count():
+    c = authenticated()
+    events = c.send(bind("balcony") + b"<presence/><<")
+    assert kinds(events) == [c2s.BindRequest, c2s.StreamErrorSent, c2s.Closed]
+    later = c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/balcony"))
+    assert kinds(later) == [c2s.StanzaIn]  # as when the bind came in a read of its own
+
+
+def test_a_message_before_the_close_in_the_bind_read_is_not_lost():
+    c = authenticated()
+    msg = b"<message to='romeo@example.net' id='m1'><body>bye</body></message>"
+    c.send(bind("balcony") + msg + b"</stream:stream>")
+    (ev,) = c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/balcony"))
+    assert isinstance(ev, c2s.StanzaIn) and ev.stanza.get("id") == "m1"
+
+
+def test_a_retry_pipelined_after_a_failed_bind_is_handled():
+    c = authenticated()
+    msg = b"<message to='romeo@example.net' id='m1'><body>hi</body></message>"
+    c.send(bind("balcony") + bind("garden", iq_id="b2") + msg)
+    assert kinds(c.s.bind_failed("conflict")) == [c2s.BindRequest]  # the retry asks again
+    (ev,) = c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/garden"))
+    assert isinstance(ev, c2s.StanzaIn) and ev.stanza.get("id") == "m1"
+
+
+def test_a_bind_without_an_id_then_an_error_in_the_same_read():
+    c = authenticated()
+    raw = b"<iq type='set'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq><<"
+    assert kinds(c.send(raw)) == [c2s.BindRequest, c2s.StreamErrorSent, c2s.Closed]
+    assert c.s.bind_succeeded(JID.parse(f"juliet@{DOMAIN}/x")) == []

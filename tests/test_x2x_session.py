@@ -520,3 +520,21 @@ def test_a_peer_header_in_an_unknown_namespace_adds_no_shared_name_cache():
         )
         assert stream_error_sent(events) == "policy-violation"
     assert set(parser._TAG_CACHES) == before
+
+
+def test_a_peer_stream_error_with_an_unknown_condition_is_undefined_condition():
+    from zerolink.proto.events import stream_error_of
+    from zerolink.xml.parser import parse_stanza
+
+    err = parse_stanza(
+        b"<stream:error xmlns:stream='http://etherx.jabber.org/streams'>"
+        b"<m\xc3\xa9ssage xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+    )
+    assert stream_error_of(err) == ("undefined-condition", None)
+
+
+def test_acks_counters_are_ascii_digits():
+    from zerolink.proto import acks
+
+    with pytest.raises(ValueError):
+        acks.counter("\u0663")  # ARABIC-INDIC DIGIT THREE

@@ -450,3 +450,56 @@ def test_distinct_names_do_not_grow_the_shared_caches() -> None:
     caches = [*mod._TAG_CACHES.values(), mod._ATTR_CACHE]
     assert all(len(c) <= mod._CACHE_LIMIT for c in caches)
     assert not any(len(k) > mod._CACHED_NAME for c in caches for k in c)
+
+
+# -- found by the fuzzer ----------------------------------------------------------------------
+def ends(p: StreamParser, *chunks: bytes) -> list[int]:
+    out: list[int] = []
+    for c in chunks:
+        out += [e.end for e in p.feed(c) if isinstance(e, StanzaReceived)]
+    return out
+
+
+def test_track_ends_of_an_empty_element_then_more() -> None:
+    h = header(CLIENT_NS)
+    p = StreamParser(content_ns=CLIENT_NS, track_ends=True)
+    assert ends(p, h + b"<a/><b>x</b>") == [len(h) + 4, len(h) + 12]
+    p = StreamParser(content_ns=CLIENT_NS, track_ends=True)
+    assert ends(p, h + b"<a/></") == [len(h) + 4]  # once raised ValueError
+
+
+def test_track_ends_with_an_implied_header() -> None:
+    p = StreamParser(implied_header=X2X_HEADER, track_ends=True)
+    assert ends(p, b"<a>x</a><b>y</b>") == [8, 16]
+    p = StreamParser(implied_header=X2X_HEADER, track_ends=True)
+    assert ends(p, b"<q a=", b"''/>") == [9]
+
+
+@pytest.mark.parametrize("data", [b"x&e;", b"x<p:a/>"])
+def test_text_before_an_error_wins_however_the_reads_fall(data: bytes) -> None:
+    whole = condition_of(x2x(), data)
+    split = condition_of(x2x(), data, step=1)
+    assert whole == split == "not-well-formed"
+
+
+def test_the_size_limit_does_not_depend_on_read_boundaries() -> None:
+    st = b"<message><body>" + b"a" * 100 + b"</body><<"
+    for cut in (None, 110, 50):
+        p = StreamParser(implied_header=X2X_HEADER, max_stanza_size=100)
+        chunks = [st] if cut is None else [st[:cut], st[cut:]]
+        with pytest.raises(StreamError) as info:
+            for c in chunks:
+                p.feed(c)
+        assert info.value.condition == "policy-violation", cut
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16"])
+def test_utf16_is_refused(encoding: str) -> None:
+    assert condition_of(x2x(), "<message/>".encode(encoding)) == "not-well-formed"
+    assert condition_of(x2x(), b'"\x00') == condition_of(x2x(), b'"\x00', step=1)
+
+
+def test_a_stanza_before_a_nul_byte_is_still_delivered() -> None:
+    with pytest.raises(ParseError) as info:
+        x2x().feed(b"<message from='a@b' to='c@d'/>\x00")
+    assert info.value.condition == "not-well-formed" and len(stanzas(info.value.events)) == 1

@@ -76,45 +76,7 @@ class Failure(Exception):
 #: Known bugs in code this harness does not own, reported and not fixed yet: name -> what.
 #: While one is listed, the oracle it would fail looks away and counts a hit (`KNOWN_HITS`);
 #: ``strict`` (``--strict``) fails it like any other. Remove an entry with its fix.
-KNOWN: dict[str, str] = {
-    "parser-empty-element-end": (
-        "StreamParser(track_ends=True): a top-level empty-element tag (<a/>) gets the end "
-        "offset of the next '>' (expat reports its end event past the tag already); with "
-        "'</' after it, ValueError escapes feed() (c2s before authentication)"
-    ),
-    "parser-implied-track-ends": (
-        "StreamParser(implied_header=..., track_ends=True): the window keeps the implied "
-        "header while its offset says it starts after it, so every end is wrong and an "
-        "empty-element stanza split across reads raises IndexError (no session uses both)"
-    ),
-    "parser-split-text-error": (
-        "text between stanzas followed in the same read by an expat error: the expat error "
-        "(restricted-xml for an undefined entity, bad-namespace-prefix) wins over the text's "
-        "not-well-formed; with the text in an earlier read, not-well-formed"
-    ),
-    "parser-split-size-limit": (
-        "max_stanza_size is checked after each chunk of at most max_stanza_size bytes: "
-        "whether the limit (policy-violation) or a later error is reported depends on read "
-        "boundaries; a stream header longer than the limit passes in one read, not in two"
-    ),
-    "parser-utf16": (
-        "StreamParser accepts a stream in UTF-16 (LE or BE, with or without BOM): expat "
-        "detects it from the first bytes although the parser is made for UTF-8 (RFC 6120 "
-        "§11.6: UTF-8 only); a NUL byte is never valid UTF-8 XML"
-    ),
-    "c2s-bind-without-id": (
-        "c2s: a bind iq without an id, then a stream error or close in the same read: "
-        "bind_succeeded/bind_failed raise RuntimeError ('no bind request pending') since "
-        "the closed-meanwhile check tests `_bind_id is not None`"
-    ),
-    "c2s-pipelined-after-bind": (
-        "c2s: what follows a bind request in the same read is held until the host answers, "
-        "and dropped when a stream error or the stream's close follows in that read; a "
-        "second bind iq there is "
-        "refused at once (not-allowed) instead of being held, so a pipelined retry after a "
-        "failed bind is lost: the outcome depends on whether the bind request came alone"
-    ),
-}
+KNOWN: dict[str, str] = {}
 KNOWN_HITS: Counter[str] = Counter()
 _strict = False
 

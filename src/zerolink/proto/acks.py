@@ -43,7 +43,7 @@ def request_element() -> Element:
 
 def counter(value: str | None) -> int:
     """A wire counter (0 ≤ n < 2^32); ValueError for anything else."""
-    if value is None or not value.isdigit() or len(value) > 10:
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 10:
         raise ValueError(f"expected a counter 0..4294967295, got {value!r}")
     n = int(value)
     if n >= MOD:

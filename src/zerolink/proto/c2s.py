@@ -47,8 +47,10 @@ Choices where RFC 6120 leaves room or where several conditions could apply:
   ``<not-authorized/>`` (§7.1), including stanzas addressed to the server (stricter than
   required: there is no full JID to stamp them with yet). Non-stanza elements there are
   ``<unsupported-stanza-type/>``.
-* Stanzas pipelined after the bind request (RFC 6120 does not forbid it) are held until the
-  host answers the request, then handled as if they arrived after the answer.
+* Stanzas pipelined after the bind request (RFC 6120 does not forbid it), a second bind iq
+  included, are held until the host answers the request, then handled as if they arrived
+  after the answer. If the stream ends in that read (an error, the client's close), the
+  answer cannot be written, but the stanzas before the end are still reported once bound.
 * Bind (§7.6-7.7): a resourcepart that RFC 7622 rejects is the iq error ``<bad-request/>``
   (modify, §7.7.2.1); an empty ``<resource/>`` means "generate one" (None). One resource per
   stream (binding several is not part of RFC 6120): a second bind iq, pending or after
@@ -289,6 +291,7 @@ class C2SSession:
         # Elements after a pending bind request (at most one read's worth: the host answers
         # the request before the next read).
         self._held: list[Element] = []
+        self._bind_pending = False  # a BindRequest went out and the host has not answered
         self._parser = self._new_parser()
 
     # -- output ------------------------------------------------------------------------
@@ -334,10 +337,7 @@ class C2SSession:
         Returns the events of what the client pipelined after its bind request (RFC 6120
         allows it), processed now that there is a full JID to stamp them with.
         """
-        if self.state in (State.CLOSING, State.CLOSED) and self._bind_id is not None:
-            self._held.clear()
-            return []  # the client went away (or erred) after asking: nothing to answer
-        if self.state is not State.BIND_PENDING:
+        if not self._bind_pending:
             raise RuntimeError(f"no bind request pending (state {self.state.value})")
         if (
             jid.resource is None
@@ -345,6 +345,13 @@ class C2SSession:
             or jid.domain != self.domain
         ):
             raise ValueError(f"{jid} is not a full JID of {self.authenticated_user}@{self.domain}")
+        self._bind_pending = False
+        if self.state is not State.BIND_PENDING:
+            # The stream ended (an error, the client's close) after the request: nothing can
+            # be answered, but the stanzas the client sent before the end still count (RFC
+            # 6120 §4.9.1.1), as they would had the request come in a read of its own.
+            self.jid = jid
+            return self._held_after_end()
         result = self._iq_reply("result")
         result.subelement(BIND).subelement(f"{{{BIND_NS}}}jid", text=str(jid))
         self._write_el(result)
@@ -360,16 +367,32 @@ class C2SSession:
 
         Returns the events of what the client pipelined after its bind request.
         """
-        if self.state in (State.CLOSING, State.CLOSED) and self._bind_id is not None:
-            self._held.clear()
-            return []
-        if self.state is not State.BIND_PENDING:
+        if not self._bind_pending:
             raise RuntimeError(f"no bind request pending (state {self.state.value})")
+        self._bind_pending = False
+        if self.state is not State.BIND_PENDING:
+            self._held.clear()  # unbound stanzas before the end: refused, as in one read
+            return []
         reply = self._iq_reply("error")
         reply.append(error_element(StanzaError(condition, text, type)))
         self._write_el(reply)
         self.state = State.WAIT_BIND
         return self._release_held()
+
+    def _held_after_end(self) -> list[Event]:
+        """The held stanzas of a stream that ended before its bind was answered."""
+        events: list[Event] = []
+        held, self._held = self._held, []
+        for el in held:
+            if el.tag not in STANZA_TAGS:
+                continue
+            try:
+                ev = self._stanza(el)
+            except StreamError:
+                break  # the stream would have ended here
+            if ev is not None:
+                events.append(ev)
+        return events
 
     def _release_held(self) -> list[Event]:
         """Process the elements that arrived while the bind request was pending."""
@@ -686,13 +709,12 @@ class C2SSession:
 
     # -- resource binding --------------------------------------------------------------
     def _pre_bind(self, el: Element, events: list[Event]) -> None:
-        if el.tag == IQ and el.find(BIND) is not None:
-            if self.state is State.BIND_PENDING:
-                self._iq_error(el, StanzaError("not-allowed", "a bind request is pending"))
-                return
+        if self.state is State.BIND_PENDING:
+            # Pipelined after the bind request (another bind iq too): handled once the host
+            # has answered, exactly as if it had come in a later read.
+            self._held.append(el)
+        elif el.tag == IQ and el.find(BIND) is not None:
             self._bind(el, events)
-        elif self.state is State.BIND_PENDING:
-            self._held.append(el)  # pipelined after the bind request: handled once bound
         elif _sm_request(el):
             self._sm_failed(el)
         elif el.tag in STANZA_TAGS:
@@ -717,6 +739,7 @@ class C2SSession:
                 return
         self._bind_id = el.get("id")
         self._bind_to = el.get("to")
+        self._bind_pending = True
         self.state = State.BIND_PENDING
         events.append(BindRequest(normalized))
 

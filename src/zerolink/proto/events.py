@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zerolink.errors import STREAM_ERROR_NS, STREAMS_NS, StanzaError
+from zerolink.errors import STREAM_CONDITIONS, STREAM_ERROR_NS, STREAMS_NS, StanzaError
 from zerolink.xml.element import Element
 
 STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
@@ -14,14 +14,15 @@ STREAM_ERROR_TAG = f"{{{STREAMS_NS}}}error"
 def stream_error_of(el: Element) -> tuple[str, str | None]:
     """The condition and text of a received ``<stream:error>`` (RFC 6120 §4.9.2).
 
-    The condition is ``undefined-condition`` when the element names none.
+    The condition is ``undefined-condition`` when the element names none of RFC 6120's
+    (whatever a peer sends goes to our logs: only known names do).
     """
     condition, text = "undefined-condition", None
     for child in el.elements():
         if child.namespace == STREAM_ERROR_NS:
             if child.local == "text":
                 text = child.text
-            else:
+            elif child.local in STREAM_CONDITIONS:
                 condition = child.local
     return condition, text
 

@@ -267,8 +267,9 @@ class StreamParser:
         self._window_at = 0
         self._parser = self._build()
         if implied_header is not None:
-            try:
-                self._feed(implied_header)
+            try:  # not through _feed: the header is not input, no limit applies to it
+                self._fed += len(implied_header)
+                self._parser.Parse(implied_header, False)
             except (StreamError, expat.ExpatError) as e:
                 raise ValueError(f"bad implied header {implied_header!r}: {e}") from None
             if not self._header_seen or any(type(e) is not Whitespace for e in self._events):
@@ -371,7 +372,8 @@ class StreamParser:
                         "policy-violation", f"stanza too large ({size} bytes, limit {max_size})"
                     )
                 if track:
-                    events.append(StanzaReceived(el, size, self._end_of_tag(p.CurrentByteIndex)))
+                    end = self._end_of_element(stanza_start, p.CurrentByteIndex)
+                    events.append(StanzaReceived(el, size, end))
                 else:
                     events.append(StanzaReceived(el, size))
                 return
@@ -425,25 +427,30 @@ class StreamParser:
         p.ProcessingInstructionHandler = _reject_pi
         return p
 
-    def _end_of_tag(self, at: int) -> int:
-        """Offset (in fed bytes) just past the end tag or empty-element tag starting at `at`."""
-        buf = self._window
-        i = at - self._window_at
-        if buf[i + 1 : i + 2] == b"/":
-            j = buf.index(b">", i)  # an end tag holds no other '>'
-        else:  # an empty-element tag: '>' may occur inside quoted attribute values
-            quote = 0
-            j = i
-            for j in range(i, len(buf)):
-                c = buf[j]
-                if quote:
-                    if c == quote:
-                        quote = 0
-                elif c in (0x22, 0x27):
-                    quote = c
-                elif c == 0x3E:
-                    break
-        return self._window_at + j + 1 + self._base
+    def _end_of_element(self, start: int, at: int) -> int:
+        """Offset (in fed bytes) just past the top-level element that began at `start` and
+        whose end event expat reported at `at` (expat offsets).
+
+        expat reports an end tag's event where ``</name>`` begins, and an empty-element tag's
+        where it ends: which one it was is told by the start tag itself (``/>``), found by
+        scanning it with its quoted attribute values ('>' may occur in them).
+        """
+        buf, base = self._window, self._window_at
+        quote = 0
+        j = start - base
+        for j in range(start - base, len(buf)):
+            c = buf[j]
+            if quote:
+                if c == quote:
+                    quote = 0
+            elif c in (0x22, 0x27):
+                quote = c
+            elif c == 0x3E:
+                break
+        # <name .../> ends with its start tag; an end tag </name> holds no other '>'.
+        empty = buf[j - 1] == 0x2F
+        end = j + 1 if empty else buf.index(b">", at - base) + 1
+        return base + end + self._base
 
     def _trim_window(self) -> None:
         """Keep only the input from the start of the top-level token still open, if any."""
@@ -470,22 +477,26 @@ class StreamParser:
             self._feed_chunks(data)
 
     def _feed_chunks(self, data: bytes) -> None:
+        """Never feed an open stanza past the limit: the byte that would exceed it is the
+        error, whatever follows and however the input is split into reads."""
         parse = self._parser.Parse
         limit = self.max_stanza_size
         n = len(data)
-        if n <= limit:
+        room = limit - self._stanza_used()
+        if n <= room:
             self._fed += n
             parse(data, False)
-            if self._stanza_used() > limit:
-                self._too_large()
             return
         view = memoryview(data)
-        for i in range(0, n, limit):
-            chunk = view[i : i + limit]
-            self._fed += len(chunk)
-            parse(chunk, False)
-            if self._stanza_used() > limit:
+        pos = 0
+        while pos < n:
+            room = limit - self._stanza_used()
+            if room <= 0:
                 self._too_large()
+            take = min(room, n - pos)
+            self._fed += take
+            parse(view[pos : pos + take], False)
+            pos += take
 
     def _too_large(self) -> NoReturn:
         raise StreamError(
@@ -517,8 +528,16 @@ class StreamParser:
             self._lead = lead
             self._lead_done = len(lead) == 5
         events = self._events
+        nul = data.find(b"\0")
         try:
-            self._feed(data)
+            if nul < 0:
+                self._feed(data)
+            else:
+                # XML has no U+0000, and UTF-8 has no NUL byte in any other character: this is
+                # another encoding (expat would take UTF-16 despite being told UTF-8).
+                if nul:
+                    self._feed(data[:nul])
+                raise StreamError("not-well-formed", "NUL byte: the stream must be UTF-8")
         except _Stop:
             self._stopped = True
         except StreamError as e:
@@ -528,6 +547,14 @@ class StreamParser:
                 self._stopped = True
                 events.append(HeaderReceived({}))
             else:
+                # Text expat had buffered before the error comes first (as it would have if
+                # the input had been split just before the error): it may be an error itself.
+                try:
+                    self._parser.buffer_text = False
+                except StreamError as earlier:
+                    self._die(earlier)
+                except _Stop:
+                    pass
                 self._die(_error_from_expat(e))
         self._reset_ws()
         if not events:
