@@ -93,6 +93,11 @@ class ServerConfig:
     max_depth: int = 64
     certificate: Path | None = None
     key: Path | None = None
+    # X2X listeners: connections not identified yet (TLS handshake running), and how long
+    # that handshake may take (zerolink.core.admission).
+    handshake_timeout: float = 30.0
+    max_unauthenticated: int = 64
+    max_unauthenticated_per_address: int = 4
 
 
 DEFAULT_SEND_BUFFER = 4 * 1024 * 1024
@@ -164,6 +169,10 @@ class PeerConfig:
 class ComponentListenerConfig:
     listen: Endpoint
     max_send_buffer: int = DEFAULT_SEND_BUFFER
+    # Before the XEP-0114 handshake (zerolink.core.admission).
+    handshake_timeout: float = 10.0
+    max_unauthenticated: int = 20
+    max_unauthenticated_per_address: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +192,11 @@ class HostConfig:
     offline_limit: int = 1000
     auth_timeout: float = 60.0
     max_unauthenticated: int = 100
+    max_unauthenticated_per_address: int = 8
+    step_timeout: float = 20.0
+    # Login throttling (zerolink.core.throttle).
+    auth_failures: int = 5
+    auth_window: float = 60.0
     max_sessions_per_user: int = 10
     # Bytes held for one client that it has not taken yet (zerolink.net.outbox).
     max_send_buffer: int = DEFAULT_SEND_BUFFER
@@ -249,6 +263,9 @@ SERVER_KEYS = (
     "max_depth",
     "certificate",
     "key",
+    "handshake_timeout",
+    "max_unauthenticated",
+    "max_unauthenticated_per_address",
 )
 HOST_KEYS = (
     "domains",
@@ -260,6 +277,10 @@ HOST_KEYS = (
     "offline_limit",
     "auth_timeout",
     "max_unauthenticated",
+    "max_unauthenticated_per_address",
+    "step_timeout",
+    "auth_failures",
+    "auth_window",
     "max_sessions_per_user",
     "max_send_buffer",
     "offline_bytes",
@@ -277,7 +298,13 @@ HOST_LIMITS: dict[str, tuple[int, int]] = {
     "roster_max_name_chars": (256, 1),
     "roster_max_group_chars": (64, 1),
 }
-COMPONENT_LISTENER_KEYS = ("listen", "max_send_buffer")
+COMPONENT_LISTENER_KEYS = (
+    "listen",
+    "max_send_buffer",
+    "handshake_timeout",
+    "max_unauthenticated",
+    "max_unauthenticated_per_address",
+)
 COMPONENT_KEYS = ("domain", "secret", "max_send_buffer")
 # Upstream durations: key -> default (all strictly positive)
 UPSTREAM_DURATIONS: dict[str, float] = {
@@ -733,6 +760,11 @@ def _parse_server(ctx: _Ctx, data: dict[str, Any], base_dir: Path, stem: str) ->
         t, "max_stanza_size", path, 262144, minimum=MIN_STANZA_SIZE
     )
     draft["max_depth"] = ctx.integer(t, "max_depth", path, 64, minimum=MIN_DEPTH)
+    draft["handshake_timeout"] = ctx.duration(t, "handshake_timeout", path, 30.0, positive=True)
+    draft["max_unauthenticated"] = ctx.integer(t, "max_unauthenticated", path, 64, minimum=1)
+    draft["max_unauthenticated_per_address"] = ctx.integer(
+        t, "max_unauthenticated_per_address", path, 4, minimum=1
+    )
     draft["certificate"], draft["key"] = _certificate_pair(
         ctx, t, path, base_dir, "or neither (each peer with tls = true then needs its own)"
     )
@@ -768,6 +800,12 @@ def _parse_host(ctx: _Ctx, data: dict[str, Any], base_dir: Path) -> Any:
     draft["offline_limit"] = ctx.integer(t, "offline_limit", path, 1000, minimum=0)
     draft["auth_timeout"] = ctx.duration(t, "auth_timeout", path, 60.0, positive=True)
     draft["max_unauthenticated"] = ctx.integer(t, "max_unauthenticated", path, 100, minimum=1)
+    draft["max_unauthenticated_per_address"] = ctx.integer(
+        t, "max_unauthenticated_per_address", path, 8, minimum=1
+    )
+    draft["step_timeout"] = ctx.duration(t, "step_timeout", path, 20.0, positive=True)
+    draft["auth_failures"] = ctx.integer(t, "auth_failures", path, 5, minimum=0)
+    draft["auth_window"] = ctx.duration(t, "auth_window", path, 60.0, positive=True)
     draft["max_sessions_per_user"] = ctx.integer(t, "max_sessions_per_user", path, 10, minimum=1)
     for key, (default, minimum) in HOST_LIMITS.items():
         draft[key] = ctx.integer(t, key, path, default, minimum=minimum)
@@ -817,19 +855,26 @@ def _existing_file(ctx: _Ctx, t: dict[str, Any], key: str, path: str, base_dir: 
     return file
 
 
-def _parse_component_listener(ctx: _Ctx, data: dict[str, Any]) -> tuple[Any, Any]:
-    """(listen endpoint, max_send_buffer); (None, default) without the table."""
+def _parse_component_listener(ctx: _Ctx, data: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(listen endpoint, max_send_buffer, pre-handshake limits); None and defaults without
+    the table."""
     path = "component_listener"
+    limits: dict[str, Any] = {}
     if path not in data:
-        return None, DEFAULT_SEND_BUFFER
+        return None, DEFAULT_SEND_BUFFER, limits
     t = ctx.table(data[path], path, COMPONENT_LISTENER_KEYS)
     if t is None:
-        return _BAD, DEFAULT_SEND_BUFFER
+        return _BAD, DEFAULT_SEND_BUFFER, limits
     budget = ctx.integer(t, "max_send_buffer", path, DEFAULT_SEND_BUFFER, minimum=4096)
+    limits["handshake_timeout"] = ctx.duration(t, "handshake_timeout", path, 10.0, positive=True)
+    limits["max_unauthenticated"] = ctx.integer(t, "max_unauthenticated", path, 20, minimum=1)
+    limits["max_unauthenticated_per_address"] = ctx.integer(
+        t, "max_unauthenticated_per_address", path, 4, minimum=1
+    )
     if "listen" not in t:
         ctx.add(_key(path, "listen"), "required key is missing (e.g. listen = '127.0.0.1:5347')")
-        return _BAD, budget
-    return ctx.endpoint(t, "listen", path, DEFAULT_COMPONENT_PORT), budget
+        return _BAD, budget, limits
+    return ctx.endpoint(t, "listen", path, DEFAULT_COMPONENT_PORT), budget, limits
 
 
 def _parse_components(ctx: _Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1725,7 +1770,7 @@ def parse_config(
     ctx.table(data, "", TOP_KEYS)
     server = _parse_server(ctx, data, base_dir, stem)
     host = _parse_host(ctx, data, base_dir)
-    listener, listener_budget = _parse_component_listener(ctx, data)
+    listener, listener_budget, listener_limits = _parse_component_listener(ctx, data)
     components = _parse_components(ctx, data)
     peers = _parse_peers(ctx, data, base_dir)
     upstream = _parse_upstream(ctx, data)
@@ -1744,9 +1789,14 @@ def parse_config(
             max_depth=server["max_depth"],
             certificate=server["certificate"],
             key=server["key"],
+            handshake_timeout=server["handshake_timeout"],
+            max_unauthenticated=server["max_unauthenticated"],
+            max_unauthenticated_per_address=server["max_unauthenticated_per_address"],
         ),
         component_listener=(
-            ComponentListenerConfig(listen=listener, max_send_buffer=listener_budget)
+            ComponentListenerConfig(
+                listen=listener, max_send_buffer=listener_budget, **listener_limits
+            )
             if listener is not None
             else None
         ),
@@ -1776,6 +1826,10 @@ def _build_host(d: dict[str, Any], server: dict[str, Any]) -> HostConfig:
         offline_limit=d["offline_limit"],
         auth_timeout=d["auth_timeout"],
         max_unauthenticated=d["max_unauthenticated"],
+        max_unauthenticated_per_address=d["max_unauthenticated_per_address"],
+        step_timeout=d["step_timeout"],
+        auth_failures=d["auth_failures"],
+        auth_window=d["auth_window"],
         max_sessions_per_user=d["max_sessions_per_user"],
         **{key: d[key] for key in HOST_LIMITS},
     )
