@@ -208,3 +208,51 @@ def test_component_port_bounds_strangers_and_ends_stalled_handshakes(
     assert not closed_now(bot)  # the component is not affected
     for s in (*idle, bot):
         s.close()
+
+
+# -- item 9: file descriptors -------------------------------------------------------------------
+def open_files_limit(d: Daemon) -> int:
+    assert d.proc is not None
+    with open(f"/proc/{d.proc.pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open-files line")
+
+
+def test_the_open_files_soft_limit_is_raised_to_the_hard_limit(tmp_path: Path) -> None:
+    d = Daemon(tmp_path)
+    try:
+        d.start(nofile=(256, 4096))
+        assert open_files_limit(d) == 4096
+    finally:
+        d.stop()
+
+
+def test_out_of_file_descriptors_pauses_accepting_with_one_line_and_recovers(
+    tmp_path: Path,
+) -> None:
+    # Budgets wider than the descriptors, so that the descriptors run out first.
+    d = Daemon(
+        tmp_path,
+        extra_host="max_unauthenticated = 1000\nmax_unauthenticated_per_address = 1000",
+    )
+    d.add_users("alice")
+    try:
+        d.start(nofile=(64, 64))
+        flood = []
+        # About 50 descriptors free: the rest waits in the kernel's backlog (128).
+        for _ in range(150):
+            with contextlib.suppress(OSError):
+                flood.append(stranger(d.c2s))
+        d.until(lambda: "cannot accept connections" in d.log(), "the accept failure logged")
+        for s in flood:
+            s.close()
+        c = client(d, "alice@air.example/desk").login()  # accepting has resumed
+        c.ping("recovered")
+        c.close()
+        log = d.log()
+        assert 1 <= log.count("cannot accept connections") <= 5
+        assert "Traceback" not in log
+    finally:
+        d.stop()

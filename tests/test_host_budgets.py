@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -108,7 +109,13 @@ secret = "bot-secret"
         finally:
             db.close()
 
-    def start(self) -> Daemon:
+    def start(self, nofile: tuple[int, int] | None = None) -> Daemon:
+        """Run it; `nofile` = (soft, hard) RLIMIT_NOFILE of the process, if given."""
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "zerolink", "run", "-c", str(self.config)],
@@ -116,6 +123,7 @@ secret = "bot-secret"
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                preexec_fn=limit if nofile is not None else None,
             )
         self.until(lambda: ": serving " in self.log(), "the daemon serving")
         return self

@@ -24,6 +24,7 @@ from zerolink.net.c2s_conn import ClientListener
 from zerolink.net.commit import GroupCommit
 from zerolink.net.components import ComponentConnection, ComponentRoute
 from zerolink.net.link import PeerLink
+from zerolink.net.listener import Listener, listen
 from zerolink.net.tls import ensure_certificate, load_secret
 from zerolink.net.tlslayer import make_context
 from zerolink.net.upstream import UpstreamRoute
@@ -113,7 +114,7 @@ class Server:
         self.router = Router(server.domains)
         self.components: dict[str, ComponentRoute] = {}
         self.links: dict[str, PeerLink] = {}
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listener] = []
         self.host: LocalHost | None = None
         self.clients: ClientListener | None = None
         self.db: Database | None = None
@@ -170,7 +171,6 @@ class Server:
             link = PeerLink(peer, cfg.server, self.router, linklog, self.commits)
             self.links[peer.name] = link
             self.router.add(peer.domains, link, local=False)
-        loop = asyncio.get_running_loop()
         if cfg.host is not None:
             self._setup_host()
         if cfg.upstream is not None:
@@ -189,7 +189,7 @@ class Server:
             admission: Admission[ComponentConnection] = Admission(
                 lcfg.max_unauthenticated, lcfg.max_unauthenticated_per_address
             )
-            srv = await loop.create_server(
+            srv = await listen(
                 lambda: ComponentConnection(
                     self.components,
                     self.router,
@@ -200,7 +200,6 @@ class Server:
                 ),
                 ep.host,
                 ep.port,
-                reuse_address=True,
             )
             self._servers.append(srv)
             log.info("components: listening on %s", ep)
@@ -210,9 +209,7 @@ class Server:
                 key = (link.cfg.listen.host, link.cfg.listen.port)
                 by_endpoint.setdefault(key, []).append(link)
         for (host, port), links in by_endpoint.items():
-            srv = await loop.create_server(
-                self._x2x_factory(links, f"{host}:{port}"), host, port, reuse_address=True
-            )
+            srv = await listen(self._x2x_factory(links, f"{host}:{port}"), host, port)
             self._servers.append(srv)
             log.info(
                 "x2x: listening on %s:%s for %s",
@@ -312,12 +309,9 @@ class Server:
 
     async def _listen_clients(self) -> None:
         assert self.clients is not None
-        loop = asyncio.get_running_loop()
         host_cfg = self.clients.cfg
         ep = host_cfg.listen
-        srv = await loop.create_server(
-            self.clients.factory(direct_tls=False), ep.host, ep.port, reuse_address=True
-        )
+        srv = await listen(self.clients.factory(direct_tls=False), ep.host, ep.port)
         self._servers.append(srv)
         log.info(
             "clients: listening on %s (STARTTLS%s)",
@@ -326,12 +320,7 @@ class Server:
         )
         if host_cfg.direct_tls_listen is not None:
             ep = host_cfg.direct_tls_listen
-            srv = await loop.create_server(
-                self.clients.factory(direct_tls=True),
-                ep.host,
-                ep.port,
-                reuse_address=True,
-            )
+            srv = await listen(self.clients.factory(direct_tls=True), ep.host, ep.port)
             self._servers.append(srv)
             log.info("clients: listening on %s (direct TLS, XEP-0368)", ep)
 

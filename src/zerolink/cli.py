@@ -91,7 +91,6 @@ async def _serve(cfg) -> None:
     from zerolink.net import process
 
     loop = asyncio.get_running_loop()
-    process.install(loop)
     before, after = process.raise_fd_limit()
     if after > before:
         log.debug("open-file limit raised from %d to %d", before, after)
