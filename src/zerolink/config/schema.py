@@ -141,7 +141,6 @@ class Endpoint:
 
 # --------------------------------------------------------------------------- tables
 
-_CERT_DOC = "our TLS certificate chain (PEM); requires key"
 _KEY_DOC = "the private key of certificate (PEM, no passphrase); requires certificate"
 
 
@@ -160,7 +159,6 @@ class ServerConfig:
         "domains",
         "the domains this server is responsible for",
         default=REQUIRED,
-        hint="an array of at least one domain",
     )
     data_dir: Path = setting(
         "custom",
@@ -183,7 +181,9 @@ class ServerConfig:
         default=64,
         minimum=MIN_DEPTH,
     )
-    certificate: Path | None = setting("file", "default " + _CERT_DOC + " for TLS links")
+    certificate: Path | None = setting(
+        "file", "our default TLS certificate chain (PEM) for links; requires key"
+    )
     key: Path | None = setting("file", _KEY_DOC)
 
 
@@ -214,7 +214,9 @@ class HostConfig:
     tls_required: bool = setting(
         "boolean", "clients must complete STARTTLS before authenticating", default=True
     )
-    certificate: Path | None = setting("file", "the client listeners' " + _CERT_DOC)
+    certificate: Path | None = setting(
+        "file", "the client listeners' TLS certificate chain (PEM); requires key"
+    )
     key: Path | None = setting("file", _KEY_DOC)
     offline_limit: int = setting(
         "integer", "the most messages stored for one offline user", default=1000, minimum=0
@@ -398,7 +400,6 @@ class PeerConfig:
         "the domains the peer serves",
         default=REQUIRED,
         wildcard=True,
-        hint="an array of at least one domain",
     )
     remote: Endpoint | None = setting(
         "endpoint",
@@ -461,7 +462,7 @@ class PeerConfig:
     connect_timeout: float = setting("duration", "TCP connect timeout", default=30.0, positive=True)
     close_timeout: float = setting(
         "duration",
-        "how long to wait for the peer's </stream:stream> before closing TCP",
+        "how long to wait for the peer's `</stream:stream>` before closing TCP",
         default=10.0,
         positive=True,
     )
@@ -488,7 +489,7 @@ class PeerConfig:
     # neither are None).
     certificate: Path | None = setting(
         "file",
-        "this link's " + _CERT_DOC,
+        "our TLS certificate chain (PEM) for this link only; requires key",
         default=COMPUTED,
         dataclass_default=None,
         default_doc="`server.certificate`",
