@@ -32,6 +32,7 @@ class RawClient:
         *,
         rcvbuf: int | None = None,
         timeout: float = 10.0,
+        source: str | None = None,
     ) -> None:
         self.local, _, rest = jid.partition("@")
         self.domain, _, self.resource = rest.partition("/")
@@ -41,6 +42,8 @@ class RawClient:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.timeout = timeout
         raw.settimeout(timeout)
+        if source is not None:  # another loopback address: another "host" for the daemon
+            raw.bind((source, 0))
         raw.connect((ip, port))
         ctx = ssl.create_default_context(cafile=str(cafile))
         self.sock = ctx.wrap_socket(raw, server_hostname=self.domain)

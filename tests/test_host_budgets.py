@@ -52,7 +52,13 @@ class Daemon:
     """`zerolink run` as a process, with its peak RSS sampled while a flood runs."""
 
     def __init__(
-        self, tmp: Path, extra_host: str = "", extra: str = "", budget: int = BUDGET
+        self,
+        tmp: Path,
+        extra_host: str = "",
+        extra: str = "",
+        budget: int = BUDGET,
+        extra_server: str = "",
+        extra_listener: str = "",
     ) -> None:
         self.tmp = tmp
         self.c2s, self.tls, self.comp = (free_port(AIR_IP) for _ in range(3))
@@ -64,6 +70,7 @@ name = "air"
 domains = ["air.example"]
 data_dir = "air-data"
 max_stanza_size = 65536
+{extra_server}
 
 [host]
 listen = "{AIR_IP}:{self.c2s}"
@@ -75,6 +82,7 @@ offline_limit = 100000
 [component_listener]
 listen = "{AIR_IP}:{self.comp}"
 max_send_buffer = {BUDGET}
+{extra_listener}
 
 [[component]]
 domain = "bot.air.example"

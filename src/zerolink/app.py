@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from zerolink.config import Config, warnings_for
+from zerolink.core.admission import Admission
 from zerolink.core.host import LocalHost
 from zerolink.core.roster import RosterLimits
 from zerolink.core.router import Router
@@ -183,13 +184,19 @@ class Server:
         if self.clients is not None:
             await self._listen_clients()
         if cfg.component_listener is not None and self.components:
-            ep = cfg.component_listener.listen
+            lcfg = cfg.component_listener
+            ep = lcfg.listen
+            admission: Admission[ComponentConnection] = Admission(
+                lcfg.max_unauthenticated, lcfg.max_unauthenticated_per_address
+            )
             srv = await loop.create_server(
                 lambda: ComponentConnection(
                     self.components,
                     self.router,
                     cfg.server.max_stanza_size,
                     cfg.server.max_depth,
+                    admission,
+                    lcfg.handshake_timeout,
                 ),
                 ep.host,
                 ep.port,
@@ -335,7 +342,15 @@ class Server:
             cfg = tls_links[0].cfg
             assert cfg.certificate is not None and cfg.key is not None
             ctx = make_context(str(cfg.certificate), str(cfg.key), server_side=True)
-        acceptor = Acceptor(listen, links, ctx)
+        server = self.config.server
+        acceptor = Acceptor(
+            listen,
+            links,
+            ctx,
+            max_unauthenticated=server.max_unauthenticated,
+            max_unauthenticated_per_address=server.max_unauthenticated_per_address,
+            handshake_timeout=server.handshake_timeout,
+        )
         return lambda: X2XConnection(acceptor=acceptor)
 
     async def stop(self, *, quiet: bool = False) -> None:

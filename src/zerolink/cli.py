@@ -87,17 +87,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _serve(cfg) -> None:
     from zerolink.app import Server
+    from zerolink.logs import flush_repeats
+    from zerolink.net import process
 
+    loop = asyncio.get_running_loop()
+    process.install(loop)
+    before, after = process.raise_fd_limit()
+    if after > before:
+        log.debug("open-file limit raised from %d to %d", before, after)
     server = Server(cfg)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _on_sighup)
     await server.start()
+
+    async def summaries() -> None:  # "... N more like this" lines of rate-limited logs
+        while True:
+            await asyncio.sleep(60)
+            flush_repeats()
+
+    task = asyncio.create_task(summaries())
     await stop.wait()
+    task.cancel()
     log.info("stopping")
     await server.stop()
+    flush_repeats(everything=True)
 
 
 def cmd_user(args: argparse.Namespace) -> int:

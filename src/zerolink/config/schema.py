@@ -185,6 +185,26 @@ class ServerConfig:
         "file", "our default TLS certificate chain (PEM) for links; requires key"
     )
     key: Path | None = setting("file", _KEY_DOC)
+    # X2X listeners: connections not identified yet (TLS handshake running), and how long
+    # that handshake may take (zerolink.core.admission).
+    handshake_timeout: float = setting(
+        "duration",
+        "how long an incoming TLS link connection may take for its handshake",
+        default=30.0,
+        positive=True,
+    )
+    max_unauthenticated: int = setting(
+        "integer",
+        "the most incoming connections per TLS peer listener with the handshake unfinished",
+        default=64,
+        minimum=1,
+    )
+    max_unauthenticated_per_address: int = setting(
+        "integer",
+        "the same, per source address (IPv6: per /64)",
+        default=4,
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +252,31 @@ class HostConfig:
         "the most client connections open at once before authenticating",
         default=100,
         minimum=1,
+    )
+    max_unauthenticated_per_address: int = setting(
+        "integer",
+        "the same, per source address (IPv6: per /64)",
+        default=8,
+        minimum=1,
+    )
+    step_timeout: float = setting(
+        "duration",
+        "how long each step of a client's stream negotiation may take",
+        default=20.0,
+        positive=True,
+    )
+    # Login throttling (zerolink.core.throttle).
+    auth_failures: int = setting(
+        "integer",
+        "failed logins per address and per account within auth_window before they cost time",
+        default=5,
+        minimum=0,
+    )
+    auth_window: float = setting(
+        "duration",
+        "how far back failed logins count for auth_failures",
+        default=60.0,
+        positive=True,
     )
     max_sessions_per_user: int = setting(
         "integer", "the most clients (resources) one user may have online", default=10, minimum=1
@@ -287,6 +332,25 @@ class ComponentListenerConfig:
         default=DEFAULT_SEND_BUFFER,
         minimum=MIN_SEND_BUFFER,
         unit="bytes",
+    )
+    # Before the XEP-0114 handshake (zerolink.core.admission).
+    handshake_timeout: float = setting(
+        "duration",
+        "how long a connection may take to send its stream header and a correct handshake",
+        default=10.0,
+        positive=True,
+    )
+    max_unauthenticated: int = setting(
+        "integer",
+        "the most connections that have not completed their handshake",
+        default=20,
+        minimum=1,
+    )
+    max_unauthenticated_per_address: int = setting(
+        "integer",
+        "the same, per source address (IPv6: per /64)",
+        default=4,
+        minimum=1,
     )
 
 

@@ -3,6 +3,11 @@
 On a plain listener the source address decides, before a byte is read. On a TLS listener the
 certificate presented in the handshake decides for ``tls`` peers, the address for the others;
 either way before a byte of XML is parsed.
+
+Strangers are bounded before that (zerolink.core.admission): a connection from an address no
+peer of this listener can have is closed before its TLS handshake; the others are counted
+against the listener's pre-identification budget (`server.max_unauthenticated`, per address
+`server.max_unauthenticated_per_address`) and given `server.handshake_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
 
+from zerolink.core.admission import Admission
 from zerolink.net.identity import address_matches, check_certificate
 
 if TYPE_CHECKING:
@@ -21,10 +27,31 @@ if TYPE_CHECKING:
 class Acceptor:
     """The peers that may connect on one listen endpoint."""
 
-    def __init__(self, listen: str, links: Sequence[PeerLink], tls: SSL.Context | None) -> None:
+    def __init__(
+        self,
+        listen: str,
+        links: Sequence[PeerLink],
+        tls: SSL.Context | None,
+        *,
+        max_unauthenticated: int = 64,
+        max_unauthenticated_per_address: int = 4,
+        handshake_timeout: float = 30.0,
+    ) -> None:
         self.listen = listen
         self.links = list(links)
         self.tls = tls
+        self.admission: Admission[Any] = Admission(
+            max_unauthenticated, max_unauthenticated_per_address
+        )
+        self.handshake_timeout = handshake_timeout
+
+    def could_be_peer(self, addr: tuple[Any, ...]) -> bool:
+        """Whether a connection from `addr` may turn out to be a peer: tls peers are told by
+        their certificate (any address), the others by their address."""
+        return any(
+            link.cfg.identity.mode == "tls" or address_matches(link.cfg.identity, addr)
+            for link in self.links
+        )
 
     def by_address(self, addr: tuple[Any, ...]) -> PeerLink | None:
         for link in self.links:

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 from OpenSSL import SSL
 
 from zerolink.config import HostConfig
+from zerolink.core.admission import Admission
+from zerolink.core.throttle import LoginThrottle
 from zerolink.errors import StanzaError, StreamError
+from zerolink.logs import FLOOD
 from zerolink.net.driver import SessionDriver
 from zerolink.net.outbox import FLIGHT_BYTES, Outbox
 from zerolink.net.redact import SASL_SECRETS
@@ -73,8 +76,15 @@ class ClientListener:
         self.tls = tls
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
-        self.unauthenticated = 0
+        self.admission: Admission[C2SConnection] = Admission(
+            cfg.max_unauthenticated, cfg.max_unauthenticated_per_address
+        )
+        self.throttle = LoginThrottle(cfg.auth_failures, cfg.auth_window)
         self.connections: set[C2SConnection] = set()
+
+    @property
+    def unauthenticated(self) -> int:
+        return len(self.admission)
 
     def factory(self, *, direct_tls: bool) -> Callable[[], C2SConnection]:
         return lambda: C2SConnection(self, direct_tls=direct_tls)
@@ -100,6 +110,8 @@ class C2SConnection(SessionDriver):
         self._over = False  # ended for going over the budget
         self._poll: asyncio.TimerHandle | None = None
         self._poll_delay = ACK_POLL[0]
+        self._hold: asyncio.TimerHandle | None = None  # login throttle: nothing in or out
+        self._address = ""
         self.session = c2s.C2SSession(
             domains=frozenset(cfg.domains),
             lookup=self._lookup,
@@ -110,6 +122,7 @@ class C2SConnection(SessionDriver):
             max_stanza_size=listener.max_stanza_size,
             max_depth=listener.max_depth,
             auth_timeout=cfg.auth_timeout,
+            step_timeout=cfg.step_timeout,
             now=self.loop.time(),
             sasl_secret=listener.sasl_secret,
         )
@@ -124,15 +137,16 @@ class C2SConnection(SessionDriver):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         lst = self.listener
-        if lst.unauthenticated >= lst.cfg.max_unauthenticated:
-            log.warning(
-                "refused client %s: %d unauthenticated connections already",
-                self.peer,
-                lst.unauthenticated,
-            )
+        peername = transport.get_extra_info("peername")
+        self._address = str(peername[0]) if peername else self.peer
+        now = self.loop.time()
+        verdict = lst.admission.admit(self, self._address, now)
+        if not verdict.admitted:
+            log.warning("refused client %s: %s", self.peer, verdict.reason, extra=FLOOD)
             transport.abort()
             return
-        lst.unauthenticated += 1
+        if verdict.evict is not None:
+            verdict.evict.evicted()
         self._counted = True
         lst.connections.add(self)
         # Paused as soon as asyncio holds a byte it could not hand to the kernel: the outbox
@@ -141,7 +155,47 @@ class C2SConnection(SessionDriver):
         tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=120)
         if self._direct_tls:
             self.start_tls(TLSLayer(lst.tls, server_side=True))
+        wait = lst.throttle.wait_before(self._address, now)
+        if wait > 0:
+            # An address that keeps guessing: its next attempt waits before anything is read,
+            # so it costs no key derivation (zerolink.core.throttle).
+            self._hold_for(wait)
+            return
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._counted:
+            self.listener.admission.active(self, self.loop.time())
+        super().data_received(data)
+
+    def evicted(self) -> None:
+        """Make room for a newcomer: this connection set up nothing for a while."""
+        self._uncount()
+        log.info(
+            "client %s: closed idle before authentication, for a new connection",
+            self.peer,
+            extra=FLOOD,
+        )
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _hold_for(self, seconds: float) -> None:
+        """Read nothing and write nothing for `seconds` (login throttle)."""
+        if self.transport is None:
+            return
+        if self._hold is None:
+            self.transport.pause_reading()
+        else:
+            self._hold.cancel()
+        self._hold = self.loop.call_later(seconds, self._release_hold)
+
+    def _release_hold(self) -> None:
+        self._hold = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.session.restart_clock(self.loop.time())
+        self.transport.resume_reading()
+        self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is None and self.outbox.in_flight:
@@ -156,6 +210,9 @@ class C2SConnection(SessionDriver):
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self.jid is not None:
             log.info("client %s: disconnected (%s)", self.jid, reason)
         self._release()
@@ -174,7 +231,7 @@ class C2SConnection(SessionDriver):
     def _uncount(self) -> None:
         if self._counted:
             self._counted = False
-            self.listener.unauthenticated -= 1
+            self.listener.admission.release(self)
 
     # -- ClientSession for the host ----------------------------------------------------------
     def send(self, stanza: Element) -> None:
@@ -232,6 +289,8 @@ class C2SConnection(SessionDriver):
 
     # -- output ------------------------------------------------------------------------------
     def flush(self) -> None:
+        if self._hold is not None:
+            return  # the login throttle holds this connection's answer
         box = self.outbox
         t = self.transport
         if (
@@ -300,6 +359,11 @@ class C2SConnection(SessionDriver):
                 log.info("client %s: authenticated as %s@%s", self.peer, ev.local, ev.domain)
             elif isinstance(ev, c2s.AuthFailed):
                 self._log_auth_failed(ev)
+                if ev.condition in _CREDENTIAL_FAILURES:
+                    account = f"{ev.username}@{self.session.domain}" if ev.username else None
+                    delay = lst.throttle.failed(self._address, account, self.loop.time())
+                    if delay > 0:
+                        self._hold_for(delay)
             elif isinstance(ev, c2s.BindRequest):
                 self._bind(ev.resource)
             elif isinstance(ev, c2s.StreamErrorSent):
@@ -308,6 +372,7 @@ class C2SConnection(SessionDriver):
                     self.peer,
                     ev.condition,
                     f" ({ev.text})" if ev.text else "",
+                    extra=FLOOD,
                 )
             elif isinstance(ev, c2s.Closed):
                 self.close_transport()
@@ -329,6 +394,7 @@ class C2SConnection(SessionDriver):
             who,
             ev.condition,
             host,
+            extra=FLOOD,
         )
 
     def _bind(self, resource: str | None) -> None:
@@ -348,7 +414,7 @@ class C2SConnection(SessionDriver):
             self.session.tls_established(self.loop.time())
 
     def on_tls_failed(self, reason: str) -> None:
-        log.info("client %s: TLS handshake failed: %s", self.peer, reason)
+        log.info("client %s: TLS handshake failed: %s", self.peer, reason, extra=FLOOD)
 
 
 def _parse_sent(raw: bytes) -> Element | None:

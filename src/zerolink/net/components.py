@@ -22,7 +22,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zerolink.config import DEFAULT_SEND_BUFFER
+from zerolink.core.admission import Admission
 from zerolink.errors import StanzaError
+from zerolink.logs import FLOOD
 from zerolink.net.driver import SessionDriver
 from zerolink.net.flow import Inflow, Valve
 from zerolink.net.redact import COMPONENT_SECRETS
@@ -100,8 +102,12 @@ class ComponentConnection(SessionDriver):
         router: Router,
         max_stanza_size: int,
         max_depth: int,
+        admission: Admission[ComponentConnection] | None = None,
+        handshake_timeout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.admission = admission
+        self._counted = False
         self.routes = routes
         self.router = router
         self.gate = router.before_output
@@ -113,11 +119,46 @@ class ComponentConnection(SessionDriver):
             secrets.token_hex(8),
             max_stanza_size=max_stanza_size,
             max_depth=max_depth,
+            handshake_timeout=handshake_timeout,
+            now=self.loop.time(),
         )
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        if self.admission is not None:
+            peername = transport.get_extra_info("peername")
+            address = str(peername[0]) if peername else self.peer
+            verdict = self.admission.admit(self, address, self.loop.time())
+            if not verdict.admitted:
+                log.warning(
+                    "refused component connection %s: %s", self.peer, verdict.reason, extra=FLOOD
+                )
+                transport.abort()
+                return
+            self._counted = True
+            if verdict.evict is not None:
+                verdict.evict.evicted()
         tune(transport.get_extra_info("socket"), user_timeout=0, keepalive_idle=60)
+        self._arm()  # the handshake deadline
+
+    def data_received(self, data: bytes) -> None:
+        if self._counted and self.admission is not None:
+            self.admission.active(self, self.loop.time())
+        super().data_received(data)
+
+    def evicted(self) -> None:
+        """Make room for a newcomer: this connection sent nothing for a while."""
+        self._uncount()
+        log.info(
+            "component connection %s: closed idle before its handshake", self.peer, extra=FLOOD
+        )
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _uncount(self) -> None:
+        if self._counted and self.admission is not None:
+            self._counted = False
+            self.admission.release(self)
 
     def send(self, stanza: Element) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -183,6 +224,7 @@ class ComponentConnection(SessionDriver):
                         self.transport.write(stream_error("conflict") + STREAM_CLOSE)
                     self.close_transport()
                     return
+                self._uncount()
                 route.conn = self
                 self.route = route
                 log.info("component %s: connected from %s", ev.domain, self.peer)
@@ -192,12 +234,14 @@ class ComponentConnection(SessionDriver):
                     self.peer,
                     ev.condition,
                     f" ({ev.text})" if ev.text else "",
+                    extra=FLOOD,
                 )
             elif isinstance(ev, proto.Closed):
                 self._release(ev.reason)
                 self.close_transport()
 
     def on_lost(self, reason: str) -> None:
+        self._uncount()
         self.inflow.close()
         self._release(reason)
 

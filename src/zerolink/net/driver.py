@@ -15,6 +15,7 @@ import termios
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from zerolink.logs import FLOOD
 from zerolink.net.redact import Redactor
 from zerolink.net.sockets import format_addr
 from zerolink.net.tlslayer import TLSFailed, TLSLayer
@@ -186,7 +187,7 @@ class SessionDriver(asyncio.Protocol):
         """The TLS handshake completed: check the peer before any plaintext is read."""
 
     def on_tls_failed(self, reason: str) -> None:
-        log.info("%s: TLS failed: %s", self.peer, reason)
+        log.info("%s: TLS failed: %s", self.peer, reason, extra=FLOOD)
 
     def close_transport(self) -> None:
         """Flush what is pending, then close (after the kernel has the bytes)."""

@@ -7,9 +7,11 @@ the peer's TCP waits instead of this daemon buffering without limit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from zerolink.logs import FLOOD
 from zerolink.net.driver import SessionDriver
 from zerolink.net.flow import Inflow
 from zerolink.net.identity import check_certificate
@@ -44,6 +46,8 @@ class X2XConnection(SessionDriver):
         self.opened_at = self.loop.time()  # TCP established (the protocol is made then)
         self.inflow = Inflow(self)
         self._addr: tuple[Any, ...] = ()
+        self._counted = False  # in the acceptor's pre-identification budget
+        self._deadline: asyncio.TimerHandle | None = None  # of the inbound TLS handshake
 
     @property
     def bytes_received(self) -> int:
@@ -67,6 +71,19 @@ class X2XConnection(SessionDriver):
         acceptor = self.acceptor
         assert acceptor is not None
         if acceptor.tls is not None:
+            if not acceptor.could_be_peer(self._addr):
+                self._reject("it matches no configured peer (closed before TLS)")
+                return
+            verdict = acceptor.admission.admit(self, str(self._addr[0]), self.loop.time())
+            if not verdict.admitted:
+                self._reject(verdict.reason)
+                return
+            self._counted = True
+            if verdict.evict is not None:
+                verdict.evict.evicted()
+            self._deadline = self.loop.call_later(
+                acceptor.handshake_timeout, self._handshake_expired
+            )
             self.start_tls(TLSLayer(acceptor.tls, server_side=True))
             return  # the certificate (or the address) tells the peer after the handshake
         link = acceptor.by_address(self._addr)
@@ -75,7 +92,32 @@ class X2XConnection(SessionDriver):
             return
         self._identified(link)
 
+    def data_received(self, data: bytes) -> None:
+        if self._counted and self.acceptor is not None:
+            self.acceptor.admission.active(self, self.loop.time())
+        super().data_received(data)
+
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        assert self.acceptor is not None
+        self._reject(f"TLS handshake not done within {self.acceptor.handshake_timeout:g} s")
+
+    def evicted(self) -> None:
+        """Make room for a newcomer: this handshake has been idle for a while."""
+        self._uncount()
+        log.info("closed idle TLS handshake from %s, for a new connection", self.peer, extra=FLOOD)
+        self._abort()
+
+    def _uncount(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._counted and self.acceptor is not None:
+            self._counted = False
+            self.acceptor.admission.release(self)
+
     def on_tls_handshake(self) -> None:
+        self._uncount()
         tls = self.tls
         assert tls is not None
         chain = tls.peer_certificates()
@@ -121,7 +163,7 @@ class X2XConnection(SessionDriver):
 
     def _reject(self, reason: str) -> None:
         listen = self.acceptor.listen if self.acceptor is not None else "?"
-        log.warning("rejected connection from %s on %s: %s", self.peer, listen, reason)
+        log.warning("rejected connection from %s on %s: %s", self.peer, listen, reason, extra=FLOOD)
         self._abort()
 
     def _abort(self) -> None:
@@ -232,6 +274,7 @@ class X2XConnection(SessionDriver):
                 self.close_transport()
 
     def on_lost(self, reason: str) -> None:
+        self._uncount()
         self.inflow.close()
         if self.outbound and self.tls is not None and self.link is not None:
             self.link.remember_tls_session(self.tls)

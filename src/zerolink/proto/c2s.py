@@ -66,12 +66,15 @@ Choices where RFC 6120 leaves room or where several conditions could apply:
   ``<unsupported-stanza-type/>``, except XEP-0198 ``<enable/>``/``<resume/>`` (any
   ``urn:xmpp:sm:N``), answered with ``<failed>`` + ``<feature-not-implemented/>``: clients
   try them even when they are not advertised.
-* Negotiation deadline: a stream that is not bound `auth_timeout` seconds after the
-  connection started gets the stream error ``<policy-violation/>`` (§4.9.3.14: a local
-  service policy). ``<connection-timeout/>`` (§4.9.3.4) is meant for a peer believed to have
-  lost the ability to communicate (keepalives, pings, XEP-0198), which is not what a deadline
-  measures; see `AUTH_TIMEOUT_CONDITION`. A deadline that passes during the TLS handshake
-  just closes (no XML can be written then).
+* Negotiation deadlines: a stream that is not bound `auth_timeout` seconds after the
+  connection started, or that takes more than `step_timeout` seconds for one step (to its
+  stream header, from STARTTLS through the TLS handshake to the new header, to a SASL
+  outcome, to the bind request), gets the stream error ``<policy-violation/>``: a client that
+  sends a byte a second cannot hold a pre-authentication slot for the whole `auth_timeout`
+  (§4.9.3.14: a local service policy). ``<connection-timeout/>`` (§4.9.3.4) is meant for a
+  peer believed to have lost the ability to communicate (keepalives, pings, XEP-0198), which
+  is not what a deadline measures; see `AUTH_TIMEOUT_CONDITION`. A deadline that passes
+  during the TLS handshake just closes (no XML can be written then).
 * Before authentication an element may be at most `PREAUTH_MAX_STANZA_SIZE` bytes (or
   `max_stanza_size` if smaller), so an anonymous client cannot make us buffer much.
 * A client may pipeline the restart after its last SASL message (XEP-0305 Quickstart): what follows
@@ -251,6 +254,7 @@ class C2SSession:
         max_stanza_size: int = 262144,
         max_depth: int = 64,
         auth_timeout: float = 60.0,
+        step_timeout: float = 0.0,
         close_timeout: float = 10.0,
         now: float = 0.0,
         nonce_factory: Callable[[], str] | None = None,
@@ -278,7 +282,12 @@ class C2SSession:
         self.jid: JID | None = None
         self.stream_id: str | None = None
 
-        self._deadline: float | None = now + auth_timeout if auth_timeout > 0 else None
+        self._auth_timeout = auth_timeout
+        self._step_timeout = step_timeout
+        self._auth_deadline: float | None = None
+        self._step_deadline: float | None = None
+        self._deadline: float | None = None  # the earlier of the two, until bound
+        self.restart_clock(now)
         self._close_deadline: float | None = None
         self._out: list[bytes] = []
         self._any_header_sent = False  # on this connection
@@ -330,6 +339,22 @@ class C2SSession:
             raise RuntimeError(f"tls_established in state {self.state.value}")
         self.secure = True
         self._restart()
+        self._stepped(now)
+
+    def restart_clock(self, now: float) -> None:
+        """Start the negotiation deadlines from `now` (the connection is taken up only now,
+        e.g. after a login-throttle hold during which nothing was read)."""
+        if self.state in (State.BOUND, State.CLOSING, State.CLOSED):
+            return
+        self._auth_deadline = now + self._auth_timeout if self._auth_timeout > 0 else None
+        self._stepped(now)
+
+    def _stepped(self, now: float) -> None:
+        """A negotiation step completed: the next one has `step_timeout` seconds."""
+        if self._step_timeout > 0:
+            self._step_deadline = now + self._step_timeout
+        deadlines = [d for d in (self._auth_deadline, self._step_deadline) if d is not None]
+        self._deadline = min(deadlines) if deadlines else None
 
     def bind_succeeded(self, jid: JID) -> list[Event]:
         """Answer the pending `BindRequest` with `jid`; stanzas flow from now on.
@@ -456,6 +481,7 @@ class C2SSession:
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes from the client; returns what happened."""
         events: list[Event] = []
+        before = (self.state, self._header_sent)
         while data and self.state not in (State.CLOSED, State.WAIT_TLS):
             try:
                 self._process(data, events)
@@ -464,6 +490,8 @@ class C2SSession:
                 # Bytes after <success/> belong to the new stream (a client pipelining its
                 # restart, XEP-0305 §2); bytes after <starttls/> are dropped.
                 data = restart.remainder
+        if self._deadline is not None and (self.state, self._header_sent) != before:
+            self._stepped(now)  # a stream header, STARTTLS, SASL success or bind request
         return events
 
     def _process(self, data: bytes, events: list[Event]) -> None:

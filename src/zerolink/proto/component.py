@@ -4,6 +4,10 @@ A bot or gateway connects, opens a ``jabber:component:accept`` stream naming its
 proves it knows the shared secret with ``<handshake>`` = hex SHA-1 of stream id + secret. After
 that its stanzas are routed like any other; their ``from`` must be in the component's domain.
 The stream id comes from the caller so that this module stays deterministic.
+
+A connection that has not completed its handshake `handshake_timeout` seconds after it was
+made gets ``<policy-violation/>`` and is closed: before the handshake anybody can connect, and
+a slot must not be held for nothing.
 """
 
 from __future__ import annotations
@@ -63,8 +67,11 @@ class ComponentSession:
         max_stanza_size: int = 262144,
         max_depth: int = 64,
         close_timeout: float = 10.0,
+        handshake_timeout: float = 0.0,
+        now: float = 0.0,
     ) -> None:
         self._secrets = secrets
+        self._handshake_deadline = now + handshake_timeout if handshake_timeout > 0 else None
         self.stream_id = stream_id
         self.state = State.WAIT_HEADER
         self.domain: str | None = None
@@ -101,12 +108,23 @@ class ComponentSession:
         return []
 
     def timer(self) -> float | None:
-        return self._close_deadline if self.state is State.CLOSING else None
+        if self.state is State.CLOSING:
+            return self._close_deadline
+        if self.state in (State.WAIT_HEADER, State.WAIT_HANDSHAKE):
+            return self._handshake_deadline
+        return None
 
     def handle_timer(self, now: float) -> list[Event]:
         if self.state is State.CLOSING and self._close_deadline and now >= self._close_deadline:
             self.state = State.CLOSED
             return [Closed("component did not answer our stream close in time")]
+        deadline = self._handshake_deadline
+        if (
+            self.state in (State.WAIT_HEADER, State.WAIT_HANDSHAKE)
+            and deadline is not None
+            and now >= deadline
+        ):
+            return self._fail(StreamError("policy-violation", "handshake not completed in time"))
         return []
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
