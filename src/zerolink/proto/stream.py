@@ -90,11 +90,11 @@ class StreamSkeleton(Generic[StateT, EventT]):
         self._events = []
         return events
 
-    def _run(self, step: Callable[[], None]) -> list[EventT]:
+    def _run(self, step: Callable[..., None], *args: Any) -> list[EventT]:
         """The boundary: run `step`, turn the other end's protocol errors into our stream error
         and return the events. Anything else (a `LocalProtocolError`, a bug) propagates."""
         try:
-            step()
+            step(*args)
         except RemoteProtocolError as exc:
             self._fail(exc)
         return self._take_events()
@@ -104,7 +104,7 @@ class StreamSkeleton(Generic[StateT, EventT]):
         """Feed bytes from the other end; returns what happened."""
         if self.state is self._closed or not data:
             return []
-        return self._run(lambda: self._receive(data, now))
+        return self._run(self._receive, data, now)
 
     def _receive(self, data: bytes, now: float) -> None:
         """Handle one read; emit events; raise `RemoteProtocolError` for what is wrong."""

@@ -211,7 +211,7 @@ class X2XSession(StreamSkeleton[State, Event]):
             self._opening += data[: _OPENING_BYTES - seen]
         self.counters.bytes_in += len(data)
         parsed, error = self._parse(self._parser, data)
-        emit = self._emit
+        emit = self._events.append  # the queue is not replaced during a read
         for ev in parsed:
             if type(ev) is StanzaReceived:
                 el = ev.element
