@@ -1,8 +1,17 @@
-"""Errors named by their RFC 6120 condition.
+"""Errors named by their RFC 6120 condition, and split by who is at fault (as h11 does).
 
-Two families, translated at one boundary (as h11 does): a `StreamError` ends the stream
-(RFC 6120 §4.9), a `StanzaError` is answered with an error stanza and the stream goes on
-(RFC 6120 §8.3). `ConfigError` collects every problem in a configuration file at once.
+Two families: a `StreamError` ends the stream (RFC 6120 §4.9), a `StanzaError` is answered
+with an error stanza and the stream goes on (RFC 6120 §8.3). Who is at fault decides where an
+error goes:
+
+* `RemoteProtocolError` (a `StreamError`): what the other end sent breaks the protocol (the
+  parser's `ParseError` is one). Raised inside a session and translated at one boundary
+  (`zerolink.proto.stream.StreamSkeleton`) into our stream error on the wire and events; it
+  never reaches the session's caller.
+* `LocalProtocolError`: we used a session wrongly (a stanza sent after the close, a bind
+  answered that nobody asked for). A bug of ours: raised to the caller, nothing is written.
+
+`ConfigError` collects every problem in a configuration file at once.
 """
 
 from __future__ import annotations
@@ -98,6 +107,17 @@ class StreamError(XMPPError):
         if condition not in STREAM_CONDITIONS:
             raise ValueError(f"not an RFC 6120 stream error condition: {condition!r}")
         super().__init__(condition, text)
+
+
+class RemoteProtocolError(StreamError):
+    """The other end broke the protocol: the session answers with this stream error."""
+
+
+class LocalProtocolError(RuntimeError):
+    """We called a session in a way its state does not allow: a bug on our side.
+
+    A `RuntimeError`, which is what these misuses raised before the split.
+    """
 
 
 class StanzaError(XMPPError):

@@ -93,7 +93,7 @@ import enum
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
-from zerolink.errors import StanzaError, StreamError
+from zerolink.errors import LocalProtocolError, RemoteProtocolError, StanzaError, StreamError
 from zerolink.jid import JID, JIDError, canonical_jid, normalize_domain, parse_jid
 from zerolink.proto.events import (
     STREAM_ERROR_TAG,
@@ -101,7 +101,6 @@ from zerolink.proto.events import (
     StanzaIn,
     StanzaRejected,
     StreamErrorSent,
-    stream_error_of,
 )
 from zerolink.proto.sasl import (
     DEFAULT_ITERATIONS,
@@ -114,16 +113,11 @@ from zerolink.proto.sasl import (
     encode_payload,
     offered_mechanisms,
 )
+from zerolink.proto.stream import StreamSkeleton
 from zerolink.stanza import IQ, STANZA_TAGS, error_element
 from zerolink.xml.element import CLIENT_NS, Element
-from zerolink.xml.parser import (
-    ParseError,
-    StanzaReceived,
-    StreamClosed,
-    StreamOpened,
-    StreamParser,
-)
-from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
+from zerolink.xml.parser import StanzaReceived, StreamClosed, StreamOpened, StreamParser
+from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_header
 
 __all__ = [
     "AUTH_TIMEOUT_CONDITION",
@@ -239,8 +233,11 @@ class _Restart(Exception):
         self.remainder = remainder
 
 
-class C2SSession:
+class C2SSession(StreamSkeleton[State, Event]):
     """Server side of one client connection (see the module docstring)."""
+
+    peer_name = "client"
+    kind = "c2s"
 
     def __init__(
         self,
@@ -263,6 +260,12 @@ class C2SSession:
     ) -> None:
         if tls_required and not (tls_available or direct_tls):
             raise ValueError("tls_required needs tls_available or direct_tls")
+        super().__init__(
+            State.WAIT_HEADER,
+            closing=State.CLOSING,
+            closed=State.CLOSED,
+            close_timeout=close_timeout,
+        )
         self._domains = domains
         self._lookup = lookup
         self._new_id = stream_id_factory
@@ -270,12 +273,10 @@ class C2SSession:
         self._tls_required = tls_required
         self._max_stanza_size = max_stanza_size
         self._max_depth = max_depth
-        self._close_timeout = close_timeout
         self._nonce_factory = nonce_factory
         self._sasl_secret = sasl_secret
         self._sasl_iterations = sasl_iterations
 
-        self.state = State.WAIT_HEADER
         self.secure = direct_tls
         self.domain: str | None = None
         self.authenticated_user: str | None = None
@@ -288,13 +289,10 @@ class C2SSession:
         self._step_deadline: float | None = None
         self._deadline: float | None = None  # the earlier of the two, until bound
         self.restart_clock(now)
-        self._close_deadline: float | None = None
-        self._out: list[bytes] = []
         self._any_header_sent = False  # on this connection
         self._header_sent = False  # on the current (possibly restarted) stream
         self._sasl: SASLServer | None = None
         self._auth_failures = 0
-        self._events: list[Event] = []  # of the element being negotiated (for AuthFailed)
         self._bind_id: str | None = None
         self._bind_to: str | None = None
         # Elements after a pending bind request (at most one read's worth: the host answers
@@ -304,24 +302,15 @@ class C2SSession:
         self._parser = self._new_parser()
 
     # -- output ------------------------------------------------------------------------
-    def data_to_send(self) -> bytes:
-        """Bytes to write to the transport, in order; empties the buffer."""
-        if not self._out:
-            return b""
-        data = b"".join(self._out)
-        self._out.clear()
-        return data
-
-    def _write(self, data: bytes) -> None:
-        self._out.append(data)
+    def _can_send(self) -> bool:
+        return self.state is State.BOUND
 
     def _write_el(self, el: Element) -> None:
         self._out.append(serialize(el, content_ns=CLIENT_NS))
 
     def send_stanza(self, stanza: Element) -> None:
         """Queue a stanza for the client (in ``jabber:client``). Only valid when BOUND."""
-        if self.state is not State.BOUND:
-            raise RuntimeError(f"cannot send a stanza on a c2s stream in state {self.state.value}")
+        self._require_send("send a stanza")
         self._write_el(stanza)
 
     def send_serialized(self, data: bytes) -> None:
@@ -329,14 +318,14 @@ class C2SSession:
         content_ns=CLIENT_NS)``): the connection measures and keeps them before they go out.
         Only valid when BOUND."""
         if self.state is not State.BOUND:
-            raise RuntimeError(f"cannot send a stanza on a c2s stream in state {self.state.value}")
-        self._write(data)
+            self._require_send("send a stanza")
+        self._out.append(data)
 
     # -- calls from the driver and the host ----------------------------------------------
     def tls_established(self, now: float) -> None:
         """The TLS handshake that followed `StartTLS` is done: the stream restarts."""
         if self.state is not State.WAIT_TLS:
-            raise RuntimeError(f"tls_established in state {self.state.value}")
+            raise LocalProtocolError(f"tls_established in state {self.state.value}")
         self.secure = True
         self._restart()
         self._stepped(now)
@@ -363,7 +352,7 @@ class C2SSession:
         allows it), processed now that there is a full JID to stamp them with.
         """
         if not self._bind_pending:
-            raise RuntimeError(f"no bind request pending (state {self.state.value})")
+            raise LocalProtocolError(f"no bind request pending (state {self.state.value})")
         if (
             jid.resource is None
             or jid.local != self.authenticated_user
@@ -393,7 +382,7 @@ class C2SSession:
         Returns the events of what the client pipelined after its bind request.
         """
         if not self._bind_pending:
-            raise RuntimeError(f"no bind request pending (state {self.state.value})")
+            raise LocalProtocolError(f"no bind request pending (state {self.state.value})")
         self._bind_pending = False
         if self.state is not State.BIND_PENDING:
             self._held.clear()  # unbound stanzas before the end: refused, as in one read
@@ -413,7 +402,7 @@ class C2SSession:
                 continue
             try:
                 ev = self._stanza(el)
-            except StreamError:
+            except RemoteProtocolError:
                 break  # the stream would have ended here
             if ev is not None:
                 events.append(ev)
@@ -421,70 +410,47 @@ class C2SSession:
 
     def _release_held(self) -> list[Event]:
         """Process the elements that arrived while the bind request was pending."""
-        events: list[Event] = []
+        return self._run(self._handle_held)
+
+    def _handle_held(self) -> None:
         held, self._held = self._held, []
-        try:
-            for el in held:
-                self._element(el, events)
-                if self.state is State.CLOSED:
-                    break
-        except StreamError as exc:
-            events.extend(self._fail(exc))
-        return events
+        for el in held:
+            self._element(el)
+            if self.state is State.CLOSED:
+                break
 
-    def stream_error(
-        self, condition: str, text: str | None = None, now: float = 0.0
-    ) -> list[Event]:
-        """End the stream with a stream error of ours (e.g. ``conflict``, ``system-shutdown``)."""
-        return self._fail(StreamError(condition, text))
-
-    def close(self, now: float) -> list[Event]:
-        """Start the close exchange: ``</stream:stream>``, then wait for the client's."""
-        if self.state in (State.CLOSING, State.CLOSED):
-            return []
+    # -- close exchange and time (the rest is `StreamSkeleton`'s) ----------------------
+    def _close_at_once(self) -> str | None:
         if self.state is State.WAIT_TLS or not self._any_header_sent:
             # Nothing of ours is open (or we cannot write XML mid-handshake).
-            self.state = State.CLOSED
-            return [Closed("closed by server")]
+            return "closed by server"
+        return None
+
+    def _can_write_xml(self) -> bool:
+        return self.state not in (State.CLOSING, State.WAIT_TLS)
+
+    def _ensure_header(self) -> None:
         if not self._header_sent:  # a restarted stream the client has not reopened yet
             self._write_header()
-        self._write(STREAM_CLOSE)
-        self.state = State.CLOSING
-        self._close_deadline = now + self._close_timeout
-        return []
 
-    # -- time --------------------------------------------------------------------------
-    def timer(self) -> float | None:
-        """When `handle_timer` should next be called, or None."""
-        if self.state is State.CLOSING:
-            return self._close_deadline
-        if self.state is State.CLOSED:
-            return None
+    def _next_timer(self) -> float | None:
         return self._deadline
 
-    def handle_timer(self, now: float) -> list[Event]:
-        if self.state is State.CLOSING:
-            if self._close_deadline is not None and now >= self._close_deadline:
-                self.state = State.CLOSED
-                return [Closed("client did not answer our stream close in time")]
-            return []
-        if self.state is State.CLOSED or self._deadline is None or now < self._deadline:
-            return []
+    def _on_timer(self, now: float) -> None:
+        if self._deadline is None or now < self._deadline:
+            return
         if self.state is State.WAIT_TLS:
             self.state = State.CLOSED
-            return [Closed("TLS negotiation not finished in time")]
-        return self._fail(
-            StreamError(AUTH_TIMEOUT_CONDITION, "stream negotiation not finished in time")
-        )
+            self._emit(Closed("TLS negotiation not finished in time"))
+            return
+        self._fail(StreamError(AUTH_TIMEOUT_CONDITION, "stream negotiation not finished in time"))
 
     # -- input -------------------------------------------------------------------------
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Feed bytes from the client; returns what happened."""
-        events: list[Event] = []
+    def _receive(self, data: bytes, now: float) -> None:
         before = (self.state, self._header_sent)
         while data and self.state not in (State.CLOSED, State.WAIT_TLS):
             try:
-                self._process(data, events)
+                self._process(data)
                 break
             except _Restart as restart:
                 # Bytes after <success/> belong to the new stream (a client pipelining its
@@ -492,41 +458,30 @@ class C2SSession:
                 data = restart.remainder
         if self._deadline is not None and (self.state, self._header_sent) != before:
             self._stepped(now)  # a stream header, STARTTLS, SASL success or bind request
-        return events
 
-    def _process(self, data: bytes, events: list[Event]) -> None:
-        error: ParseError | None = None
+    def _process(self, data: bytes) -> None:
         parser = self._parser
-        try:
-            parsed = parser.feed(data)
-        except ParseError as exc:
-            # Stanzas completed before the error are still processed (RFC 6120 §4.9.1.1).
-            parsed, error = exc.events, exc
-        try:
-            for ev in parsed:
-                if isinstance(ev, StanzaReceived):
-                    try:
-                        self._element(ev.element, events)
-                    except _Restart:
-                        if self.state is State.WAIT_TLS:
-                            raise
-                        # What the client sent after this element, in this read.
-                        after = parser.received - ev.end
-                        raise _Restart(data[len(data) - after :] if after else b"") from None
-                elif isinstance(ev, StreamOpened):
-                    self._open(ev.attrs)
-                elif isinstance(ev, StreamClosed):
-                    if self.state is not State.CLOSING:
-                        self._write(STREAM_CLOSE)
-                    self.state = State.CLOSED
-                    events.append(Closed("stream closed by client"))
-                    return
-                if self.state is State.CLOSED:
-                    return
-            if error is not None:
-                raise error
-        except StreamError as exc:
-            events.extend(self._fail(exc))
+        parsed, error = self._parse(parser, data)
+        for ev in parsed:
+            if isinstance(ev, StanzaReceived):
+                try:
+                    self._element(ev.element)
+                except _Restart:
+                    if self.state is State.WAIT_TLS:
+                        raise
+                    # What the client sent after this element, in this read: handed to the
+                    # new stream's parser exactly, by the offset the parser reported.
+                    after = parser.received - ev.end
+                    raise _Restart(data[len(data) - after :] if after else b"") from None
+            elif isinstance(ev, StreamOpened):
+                self._open(ev.attrs)
+            elif isinstance(ev, StreamClosed):
+                self._peer_closed()
+                return
+            if self.state is State.CLOSED:
+                return
+        if error is not None:
+            raise error
 
     # -- stream header -----------------------------------------------------------------
     def _new_parser(self) -> StreamParser:
@@ -577,11 +532,13 @@ class C2SSession:
         # Our header goes out before any error, so that the client can read the error.
         self._write_header(echo)
         if not hosted:
-            raise StreamError("host-unknown", f"{to!r} is not served here" if to else "no 'to'")
+            raise RemoteProtocolError(
+                "host-unknown", f"{to!r} is not served here" if to else "no 'to'"
+            )
         if domain != self.domain:
-            raise StreamError("not-authorized", f"this stream belongs to {self.domain}")
+            raise RemoteProtocolError("not-authorized", f"this stream belongs to {self.domain}")
         if not _version_ok(attrs.get("version")):
-            raise StreamError("unsupported-version", "XMPP 1.0 or later is required")
+            raise RemoteProtocolError("unsupported-version", "XMPP 1.0 or later is required")
         self._write(self._features())
         self.state = State.WAIT_BIND if self.authenticated_user is not None else State.NEGOTIATING
 
@@ -617,56 +574,52 @@ class C2SSession:
         return b"<stream:features>" + body + b"</stream:features>"
 
     # -- top-level elements ------------------------------------------------------------
-    def _element(self, el: Element, events: list[Event]) -> None:
+    def _element(self, el: Element) -> None:
         tag = el.tag
         if tag == STREAM_ERROR_TAG:
-            if self.state is not State.CLOSING:
-                self._write(STREAM_CLOSE)
-            self.state = State.CLOSED
-            events.append(Closed(_peer_error_reason(el)))
+            self._peer_stream_error(el)
             return
         state = self.state
         if state is State.NEGOTIATING:
-            self._negotiate(el, events)
+            self._negotiate(el)
         elif state is State.BOUND or (state is State.CLOSING and self.jid is not None):
             ev = self._stanza(el)
             if ev is not None:
-                events.append(ev)
+                self._emit(ev)
         elif state in (State.WAIT_BIND, State.BIND_PENDING):
-            self._pre_bind(el, events)
+            self._pre_bind(el)
         # CLOSING before bind: negotiation is over, nothing more to do with its elements.
 
     # -- TLS and SASL ------------------------------------------------------------------
-    def _negotiate(self, el: Element, events: list[Event]) -> None:
-        self._events = events
+    def _negotiate(self, el: Element) -> None:
         tag = el.tag
         if tag == STARTTLS:
             if not self._starttls_offered():
                 self._write(_TLS_FAILURE + STREAM_CLOSE)
                 self.state = State.CLOSED
-                events.append(Closed("STARTTLS refused"))
+                self._emit(Closed("STARTTLS refused"))
                 return
             self._write(_PROCEED)
             self.state = State.WAIT_TLS
-            events.append(StartTLS())
+            self._emit(StartTLS())
             raise _Restart
         if tag == AUTH:
             if self._sasl is not None:  # a new attempt abandons the one in progress
                 self._sasl = None
                 self._count_failure()
-            self._auth(el, events)
+            self._auth(el)
         elif tag == RESPONSE:
             if self._sasl is None:
                 self._sasl_failed(SASLFailure("malformed-request", "no authentication in progress"))
                 return
-            self._sasl_step(el.text, events)
+            self._sasl_step(el.text)
         elif tag == ABORT:
             sasl, self._sasl = self._sasl, None
             self._sasl_failed(sasl.abort() if sasl is not None else SASLFailure("aborted"))
         else:
-            raise StreamError("not-authorized", "authenticate first")
+            raise RemoteProtocolError("not-authorized", "authenticate first")
 
-    def _auth(self, el: Element, events: list[Event]) -> None:
+    def _auth(self, el: Element) -> None:
         if self._tls_required and not self.secure:
             self._sasl_failed(SASLFailure("encryption-required", "use STARTTLS first"))
             return
@@ -682,9 +635,9 @@ class C2SSession:
         except SASLFailure as exc:
             self._sasl_failed(exc)
             return
-        self._sasl_step(el.text, events)
+        self._sasl_step(el.text)
 
-    def _sasl_step(self, text: str, events: list[Event]) -> None:
+    def _sasl_step(self, text: str) -> None:
         sasl = self._sasl
         assert sasl is not None and self.domain is not None
         try:
@@ -717,7 +670,7 @@ class C2SSession:
         assert user.local is not None
         self._write_el(_sasl_el("success", encode_payload(result.data)))
         self.authenticated_user = user.local
-        events.append(Authenticated(user.local, user.domain))
+        self._emit(Authenticated(user.local, user.domain))
         self._restart()
         raise _Restart
 
@@ -727,30 +680,30 @@ class C2SSession:
         if exc.text:
             failure.subelement(f"{{{SASL_NS}}}text", text=exc.text)
         self._write_el(failure)
-        self._events.append(AuthFailed(exc.username, exc.condition))
+        self._emit(AuthFailed(exc.username, exc.condition))
         self._count_failure()
 
     def _count_failure(self) -> None:
         self._auth_failures += 1
         if self._auth_failures >= MAX_AUTH_ATTEMPTS:
-            raise StreamError("policy-violation", "too many failed authentication attempts")
+            raise RemoteProtocolError("policy-violation", "too many failed authentication attempts")
 
     # -- resource binding --------------------------------------------------------------
-    def _pre_bind(self, el: Element, events: list[Event]) -> None:
+    def _pre_bind(self, el: Element) -> None:
         if self.state is State.BIND_PENDING:
             # Pipelined after the bind request (another bind iq too): handled once the host
             # has answered, exactly as if it had come in a later read.
             self._held.append(el)
         elif el.tag == IQ and el.find(BIND) is not None:
-            self._bind(el, events)
+            self._bind(el)
         elif _sm_request(el):
             self._sm_failed(el)
         elif el.tag in STANZA_TAGS:
-            raise StreamError("not-authorized", "bind a resource first")
+            raise RemoteProtocolError("not-authorized", "bind a resource first")
         else:
-            raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+            raise RemoteProtocolError("unsupported-stanza-type", f"unexpected element {el.tag}")
 
-    def _bind(self, el: Element, events: list[Event]) -> None:
+    def _bind(self, el: Element) -> None:
         if el.get("type") != "set":
             self._iq_error(el, StanzaError("bad-request", "bind is an iq of type 'set'"))
             return
@@ -769,7 +722,7 @@ class C2SSession:
         self._bind_to = el.get("to")
         self._bind_pending = True
         self.state = State.BIND_PENDING
-        events.append(BindRequest(normalized))
+        self._emit(BindRequest(normalized))
 
     def _iq_reply(self, kind: str) -> Element:
         attrib = {"type": kind}
@@ -806,7 +759,7 @@ class C2SSession:
                 if self.state is State.BOUND:
                     self._sm_failed(el)
                 return None
-            raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+            raise RemoteProtocolError("unsupported-stanza-type", f"unexpected element {el.tag}")
         if el.tag == IQ and el.get("type") in ("get", "set"):
             if el.find(BIND) is not None:
                 if self.state is State.BOUND:
@@ -827,9 +780,9 @@ class C2SSession:
             try:
                 claimed = parse_jid(sender)
             except JIDError:
-                raise StreamError("invalid-from", f"malformed 'from' {sender!r}") from None
+                raise RemoteProtocolError("invalid-from", f"malformed 'from' {sender!r}") from None
             if claimed != jid and claimed != jid.bare:
-                raise StreamError("invalid-from", f"{claimed} is not {jid}")
+                raise RemoteProtocolError("invalid-from", f"{claimed} is not {jid}")
         attrib["from"] = str(jid)
         recipient = attrib.get("to")
         if recipient is not None:
@@ -847,21 +800,6 @@ class C2SSession:
             return parse_jid(to) == JID(None, self.domain or "", None)
         except JIDError:
             return False
-
-    # -- errors ------------------------------------------------------------------------
-    def _fail(self, exc: StreamError) -> list[Event]:
-        if self.state is State.CLOSED:
-            return []
-        if self.state not in (State.CLOSING, State.WAIT_TLS):
-            if not self._header_sent:
-                self._write_header()
-            self._write(stream_error(exc.condition, exc.text))
-            self._write(STREAM_CLOSE)
-        self.state = State.CLOSED
-        return [
-            StreamErrorSent(exc.condition, exc.text),
-            Closed(f"stream error {exc.condition}: {exc.text or ''}".rstrip(": ")),
-        ]
 
 
 def _sasl_el(local: str, text: str) -> Element:
@@ -881,8 +819,3 @@ def _version_ok(version: str | None) -> bool:
 def _sm_request(el: Element) -> bool:
     """XEP-0198 ``<enable/>`` or ``<resume/>`` (any version of the namespace)."""
     return el.namespace.startswith(SM_NS_PREFIX) and el.local in ("enable", "resume")
-
-
-def _peer_error_reason(el: Element) -> str:
-    condition, text = stream_error_of(el)
-    return f"client sent stream error {condition}" + (f": {text}" if text else "")

@@ -30,12 +30,11 @@ the one that says what is wrong.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from zerolink.domains import DomainSet
-from zerolink.errors import StanzaError, StreamError
+from zerolink.errors import RemoteProtocolError, StanzaError
 from zerolink.jid import JIDError, canonical_jid, normalize_domain, parse_jid
 from zerolink.proto import acks
 from zerolink.proto.events import (
@@ -47,16 +46,11 @@ from zerolink.proto.events import (
     StreamErrorSent,
     stream_error_of,
 )
+from zerolink.proto.stream import StreamSkeleton
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import CONTENT_NAMESPACES, SERVER_NS, Element
-from zerolink.xml.parser import (
-    HeaderReceived,
-    ParseError,
-    StanzaReceived,
-    StreamClosed,
-    StreamParser,
-)
-from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
+from zerolink.xml.parser import HeaderReceived, StanzaReceived, StreamClosed, StreamParser
+from zerolink.xml.serializer import serialize, stream_header
 
 IMPLIED_HEADER = (
     b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
@@ -131,12 +125,19 @@ class Counters:
     stanzas_rejected: int = 0  # answered with a stanza error and dropped
 
 
-class X2XSession:
+class X2XSession(StreamSkeleton[State, Event]):
     """State of one XEP-0361 stream, both directions."""
 
+    kind = "X2X"
+
     def __init__(self, settings: X2XSettings, *, now: float) -> None:
+        super().__init__(
+            State.OPEN,
+            closing=State.CLOSING,
+            closed=State.CLOSED,
+            close_timeout=settings.close_timeout,
+        )
         self.settings = settings
-        self.state = State.OPEN
         self.counters = Counters()
         self._parser = StreamParser(
             content_ns=SERVER_NS,
@@ -144,178 +145,134 @@ class X2XSession:
             max_depth=settings.max_depth,
             implied_header=IMPLIED_HEADER,
         )
-        self._out: list[bytes] = []
-        # The connection's first bytes: where a peer's stream header (and a stream error right
-        # after it) is found when the parser reports one.
+        # The connection's first bytes: a peer's stream header (and a stream error right
+        # after it) is read from there when the parser reports one that began in them.
         self._opening = b""
         self._synced = not settings.acks
         self._last_send = now
-        self._close_deadline: float | None = None
 
     # -- output ------------------------------------------------------------------------
     def data_to_send(self) -> bytes:
         """Bytes to write to the transport, in order; empties the buffer."""
-        if not self._out:
-            return b""
-        data = b"".join(self._out)
-        self._out.clear()
+        data = super().data_to_send()
         self.counters.bytes_out += len(data)
         return data
 
-    def _write(self, data: bytes, now: float | None) -> None:
-        self._out.append(data)
-        if now is not None:
-            self._last_send = now
+    def _can_send(self) -> bool:
+        return self.state is State.OPEN
 
     def send_stanza(self, stanza: Element, now: float) -> None:
-        """Queue a stanza for the peer. Only valid while OPEN."""
+        """Queue a stanza for the peer. Only valid while OPEN (else `LocalProtocolError`)."""
         if self.state is not State.OPEN:
-            raise RuntimeError(f"cannot send on a {self.state.value} X2X stream")
-        self._write(serialize(stanza, content_ns=SERVER_NS), now)
+            self._require_send()
+        self._out.append(serialize(stanza, content_ns=SERVER_NS))
+        self._last_send = now
         self.counters.stanzas_out += 1
 
     def send_serialized(self, data: bytes, now: float) -> None:
         """Queue a stanza already serialized by `serialize` in ``jabber:server``."""
         if self.state is not State.OPEN:
-            raise RuntimeError(f"cannot send on a {self.state.value} X2X stream")
-        self._write(data, now)
+            self._require_send()
+        self._out.append(data)
+        self._last_send = now
         self.counters.stanzas_out += 1
 
-    def close(self, now: float) -> list[Event]:
-        """Start the close exchange (§4.1: a stream close SHOULD be exchanged)."""
-        if self.state is State.OPEN:
-            self._write(STREAM_CLOSE, now)
-            self.state = State.CLOSING
-            self._close_deadline = now + self.settings.close_timeout
-        return []
+    def send_control(self, el: Element, now: float) -> None:
+        """Queue a non-stanza element (sync, a, r); not counted as a stanza."""
+        if self.state is not State.OPEN:
+            return
+        self._out.append(serialize(el, content_ns=SERVER_NS))
+        self._last_send = now
 
     # -- time --------------------------------------------------------------------------
-    def timer(self) -> float | None:
-        """When `handle_timer` should next be called, or None."""
-        if self.state is State.CLOSING:
-            return self._close_deadline
-        if self.state is State.OPEN and self.settings.keepalive > 0:
+    def _next_timer(self) -> float | None:
+        if self.settings.keepalive > 0:
             return self._last_send + self.settings.keepalive
         return None
 
-    def handle_timer(self, now: float) -> list[Event]:
-        if self.state is State.CLOSING and self._close_deadline is not None:
-            if now >= self._close_deadline:
-                self.state = State.CLOSED
-                return [Closed("peer did not answer our stream close in time")]
-            return []
-        if (
-            self.state is State.OPEN
-            and self.settings.keepalive > 0
-            and now >= self._last_send + self.settings.keepalive
-        ):
-            self._write(KEEPALIVE, now)
+    def _on_timer(self, now: float) -> None:
+        if self.settings.keepalive > 0 and now >= self._last_send + self.settings.keepalive:
+            self._out.append(KEEPALIVE)
+            self._last_send = now
             self.counters.keepalives_out += 1
-        return []
 
     # -- input -------------------------------------------------------------------------
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Feed bytes from the peer; returns what happened."""
-        if self.state is State.CLOSED or not data:
-            return []
+    def _receive(self, data: bytes, now: float) -> None:
         if self.counters.bytes_in == 0 and data[0] == 0x16:
             # A TLS record (handshake) where XML was expected: one side has tls on, one off.
             self.counters.bytes_in += len(data)
-            return self._stream_error(
-                StreamError(
-                    "not-well-formed",
-                    "this is a TLS handshake on a plaintext X2X link: "
-                    "is tls = true configured on one side only?",
-                ),
-                now,
+            raise RemoteProtocolError(
+                "not-well-formed",
+                "this is a TLS handshake on a plaintext X2X link: "
+                "is tls = true configured on one side only?",
             )
-        if self.counters.bytes_in < _OPENING_BYTES:
-            self._opening += data[: _OPENING_BYTES - self.counters.bytes_in]
         seen = self.counters.bytes_in
+        if seen < _OPENING_BYTES:
+            self._opening += data[: _OPENING_BYTES - seen]
         self.counters.bytes_in += len(data)
-        error: ParseError | None = None
-        try:
-            parsed = self._parser.feed(data)
-        except ParseError as exc:
-            # Stanzas completed before the error are still processed (RFC 6120 §4.9.1.1).
-            parsed, error = exc.events, exc
-        events: list[Event] = []
+        parsed, error = self._parse(self._parser, data)
+        emit = self._events.append  # the queue is not replaced during a read
         for ev in parsed:
-            if isinstance(ev, StanzaReceived):
+            if type(ev) is StanzaReceived:
+                el = ev.element
+                if el.tag == STREAM_ERROR_TAG:
+                    self._peer_stream_error(el)
+                    return
                 try:
-                    out = self._accept(ev.element)
-                except StreamError as exc:
-                    if self.settings.acks and exc.condition in _POISON:
-                        # Counted, answered with a stanza error, dropped: a retransmitted bad
-                        # stanza must not tear the link down again and again.
-                        rejection = StanzaError(_POISON[exc.condition], exc.text)
-                        self.counters.stanzas_rejected += 1
-                        events.append(StanzaRejected(ev.element, rejection))
-                        continue
-                    events.extend(self._stream_error(exc, now))
-                    return events
+                    out = self._accept(el)
+                except RemoteProtocolError as exc:
+                    if not (self.settings.acks and exc.condition in _POISON):
+                        raise
+                    # Counted, answered with a stanza error, dropped: a retransmitted bad
+                    # stanza must not tear the link down again and again.
+                    self.counters.stanzas_rejected += 1
+                    emit(StanzaRejected(el, StanzaError(_POISON[exc.condition], exc.text)))
+                    continue
                 if out is not None:
                     if type(out) is StanzaRejected:
                         self.counters.stanzas_rejected += 1
-                    events.append(out)
+                    emit(out)
             elif isinstance(ev, StreamClosed):
-                events.extend(self._peer_closed(now))
-                return events
+                self._peer_closed()
+                return
             elif isinstance(ev, HeaderReceived):
-                # The header and what follows it: in the connection's bytes so far while they
-                # are few (a header split across reads), else in this read.
-                if seen < _OPENING_BYTES:
-                    where = self._opening + data[_OPENING_BYTES - seen :]
-                else:
-                    where = data
-                theirs = self._error_after_header(where)
+                theirs = self._error_after_header(ev.start, data, seen)
                 if theirs is not None:
-                    events.append(StreamErrorReceived(*theirs))
+                    emit(StreamErrorReceived(*theirs))
                 if self.state is State.OPEN:  # nothing after our </stream:stream>
-                    self._write(stream_header({}, default_ns=SERVER_NS), now)
-                events.extend(
-                    self._stream_error(
-                        StreamError(
-                            "policy-violation",
-                            "stream headers are not used on this XEP-0361 zero-handshake link",
-                        ),
-                        now,
-                    )
+                    self._write(stream_header({}, default_ns=SERVER_NS))
+                raise RemoteProtocolError(
+                    "policy-violation",
+                    "stream headers are not used on this XEP-0361 zero-handshake link",
                 )
-                return events
         if error is not None:
-            events.extend(self._stream_error(error, now))
-        return events
+            raise error
 
-    def _error_after_header(self, data: bytes) -> tuple[str, str | None] | None:
-        """(condition, text) of a ``<stream:error>`` that follows a stream header in `data`.
+    def _error_after_header(
+        self, start: int, data: bytes, seen: int
+    ) -> tuple[str, str | None] | None:
+        """(condition, text) of a ``<stream:error>`` after the peer's stream header, which the
+        parser reports began at offset `start` of the connection; `data` is this read, which
+        began at offset `seen`. None when there is no complete stream error there.
 
         The session's parser stops at the header; a parser of an ordinary (not implied)
-        stream reads from the header on. None when there is no complete stream error there.
+        stream reads from the header on.
         """
-        start = _HEADER_START.search(data)
-        if start is None:
+        if start >= seen:
+            rest = data[start - seen :]
+        elif seen <= len(self._opening):  # the header began in an earlier read, kept
+            rest = self._opening[start:seen] + data
+        else:
             return None
-        rest = data[start.start() :]
-        ns = SERVER_NS
-        tag = _STREAM_START_TAG.search(rest)
-        if tag is not None:
-            declared = _DEFAULT_NS.search(tag.group(0))
-            if declared is not None:
-                ns = declared.group(2).decode("utf-8", "replace")
-        if ns not in CONTENT_NAMESPACES:
-            # The parser's name caches are shared, one per content namespace: a peer may not
-            # add one for a namespace of its choosing. No standard server uses another.
-            return None
+        # Any content namespace a peer's header may declare; not one of its choosing (the
+        # parser's name caches are shared, one per content namespace).
         parser = StreamParser(
-            content_ns=ns,
+            content_ns=SERVER_NS,
+            also_ns=CONTENT_NAMESPACES,
             max_stanza_size=self.settings.max_stanza_size,
             max_depth=self.settings.max_depth,
         )
-        try:
-            parsed = parser.feed(rest)
-        except ParseError as exc:
-            parsed = exc.events
+        parsed, _ = self._parse(parser, rest)
         for ev in parsed:
             if isinstance(ev, StanzaReceived) and ev.element.tag == STREAM_ERROR_TAG:
                 return stream_error_of(ev.element)
@@ -324,13 +281,11 @@ class X2XSession:
     def _accept(self, el: Element) -> Event | None:
         """Validate one top-level element (XEP-0361 §4.5 as RFC 6120 S2S)."""
         if el.tag not in STANZA_TAGS:
-            if el.tag == STREAM_ERROR_TAG:
-                raise _PeerStreamError(el)
             if el.tag in (acks.SYNC, acks.ACK, acks.REQUEST):
                 return self._ack_element(el)
-            raise StreamError("unsupported-stanza-type", f"unexpected element {el.tag}")
+            raise RemoteProtocolError("unsupported-stanza-type", f"unexpected element {el.tag}")
         if self.settings.acks and not self._synced:
-            raise StreamError(
+            raise RemoteProtocolError(
                 "policy-violation",
                 "acks = true here: the first element must be <sync xmlns='"
                 f"{acks.ACKS_NS}'/>; is acks set on both sides?",
@@ -340,7 +295,7 @@ class X2XSession:
         recipient = attrib.get("to")
         if not sender or not recipient:
             missing = "from" if not sender else "to"
-            raise StreamError("improper-addressing", f"stanza without '{missing}'")
+            raise RemoteProtocolError("improper-addressing", f"stanza without '{missing}'")
         try:
             from_jid = parse_jid(sender)
         except JIDError as exc:
@@ -348,9 +303,11 @@ class X2XSession:
             domain = _domain_of(sender)
             if domain is not None and domain in self.settings.peer_domains:
                 return StanzaRejected(el, StanzaError("jid-malformed", f"from: {exc}"))
-            raise StreamError("invalid-from", f"malformed 'from' {sender!r}") from None
+            raise RemoteProtocolError("invalid-from", f"malformed 'from' {sender!r}") from None
         if from_jid.domain not in self.settings.peer_domains:
-            raise StreamError("invalid-from", f"{from_jid.domain} is not served by this peer")
+            raise RemoteProtocolError(
+                "invalid-from", f"{from_jid.domain} is not served by this peer"
+            )
         try:
             to_jid = parse_jid(recipient)
         except JIDError as exc:
@@ -371,7 +328,7 @@ class X2XSession:
     def _ack_element(self, el: Element) -> Event:
         """Reliable-delivery elements (zerolink.proto.acks)."""
         if not self.settings.acks:
-            raise StreamError(
+            raise RemoteProtocolError(
                 "unsupported-stanza-type",
                 f"{el.tag} is zerolink reliable delivery: set acks = true on both sides",
             )
@@ -387,53 +344,20 @@ class X2XSession:
             if el.tag == acks.ACK:
                 return AckIn(acks.counter(el.get("h")))
         except ValueError as exc:
-            raise StreamError("bad-format", f"{el.local}: {exc}") from None
+            raise RemoteProtocolError("bad-format", f"{el.local}: {exc}") from None
         return AckRequested()
 
-    def send_control(self, el: Element, now: float) -> None:
-        """Queue a non-stanza element (sync, a, r); not counted as a stanza."""
-        if self.state is not State.OPEN:
-            return
-        self._write(serialize(el, content_ns=SERVER_NS), now)
-
-    def _peer_closed(self, now: float) -> list[Event]:
-        events: list[Event] = []
+    def _peer_closed(self) -> None:
         if self.state is State.OPEN:
-            self._write(STREAM_CLOSE, now)
-            events.append(PeerClosing())
-        self.state = State.CLOSED
-        events.append(Closed("stream closed by peer"))
-        return events
+            self._emit(PeerClosing())
+        super()._peer_closed()
 
-    def _stream_error(self, exc: StreamError, now: float) -> list[Event]:
-        if isinstance(exc, _PeerStreamError):
-            return self._received_stream_error(exc.element, now)
-        events: list[Event] = [StreamErrorSent(exc.condition, exc.text)]
-        if self.state is State.OPEN:
-            self._write(stream_error(exc.condition, exc.text), now)
-        if self.state is not State.CLOSED:
-            if self.state is State.OPEN:
-                self._write(STREAM_CLOSE, now)
-            self.state = State.CLOSED
-        events.append(Closed(f"stream error {exc.condition}: {exc.text or ''}".rstrip(": ")))
-        return events
-
-    def _received_stream_error(self, el: Element, now: float) -> list[Event]:
-        condition, text = stream_error_of(el)
-        if self.state is State.OPEN:
-            self._write(STREAM_CLOSE, now)
-        self.state = State.CLOSED
-        return [
-            StreamErrorReceived(condition, text),
-            Closed(f"peer sent stream error {condition}" + (f": {text}" if text else "")),
-        ]
+    def _report_peer_error(self, condition: str, text: str | None) -> None:
+        self._emit(StreamErrorReceived(condition, text))
 
 
 # How much of a connection's start is kept to read a peer's stream header and stream error.
 _OPENING_BYTES = 8192
-_HEADER_START = re.compile(rb"<\?xml|<(?:[A-Za-z_][\w.-]*:)?stream[\s>]")
-_STREAM_START_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?stream\s[^>]*>")
-_DEFAULT_NS = re.compile(rb"\sxmlns\s*=\s*(['\"])(.*?)\1")
 
 
 # With acks, these stream errors become stanza errors (the stanza is counted and dropped).
@@ -441,14 +365,6 @@ _POISON = {
     "invalid-from": "forbidden",
     "improper-addressing": "jid-malformed",
 }
-
-
-class _PeerStreamError(StreamError):
-    """Internal: carries a received <stream:error> out of validation."""
-
-    def __init__(self, element: Element) -> None:
-        super().__init__("undefined-condition")
-        self.element = element
 
 
 def _domain_of(jid: str) -> str | None:

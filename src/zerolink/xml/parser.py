@@ -33,11 +33,12 @@ Design notes:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from xml.parsers import expat
 
-from zerolink.errors import STREAMS_NS, StreamError
+from zerolink.errors import STREAMS_NS, RemoteProtocolError, StreamError
 from zerolink.xml import deferral
 from zerolink.xml.element import SERVER_NS, Element
 
@@ -100,9 +101,14 @@ class HeaderReceived:
 
     attrs are those of the ``<stream:stream>`` start tag (plus "xmlns"), or empty when only an
     XML declaration was seen. Parsing stops here; the session decides what to do.
+
+    `start` is the offset in the bytes given to `StreamParser.feed` where that header (or its
+    XML declaration) begins: a session that wants to read what the peer sent after it (its own
+    ``<stream:error>``) parses from there, with no scan of the raw bytes for a header.
     """
 
     attrs: dict[str, str] = field(default_factory=dict)
+    start: int = field(default=-1, compare=False)
 
 
 Event = StreamOpened | StanzaReceived | StreamClosed | Whitespace | HeaderReceived
@@ -111,8 +117,8 @@ _WHITESPACE = Whitespace()
 _CLOSED = StreamClosed()
 
 
-class ParseError(StreamError):
-    """The `StreamError` raised by `StreamParser.feed`.
+class ParseError(RemoteProtocolError):
+    """The `StreamError` raised by `StreamParser.feed`: what the peer sent is not acceptable.
 
     ``events`` holds what the failing call completed before the error (to be processed before
     the stream is closed); a dead parser re-raises the condition with no events.
@@ -245,8 +251,12 @@ class StreamParser:
         max_depth: int = 64,
         implied_header: bytes | None = None,
         track_ends: bool = False,
+        also_ns: Collection[str] = (),
     ) -> None:
         self.content_ns = content_ns
+        # Other content namespaces the stream header may declare instead (mapped the same
+        # way): for reading a peer's stream whose namespace is not known in advance.
+        self._also_ns = also_ns
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
         self._implied = implied_header is not None
@@ -300,6 +310,7 @@ class StreamParser:
         max_size = self.max_stanza_size
         implied = self._implied
         track = self._track
+        also_ns = self._also_ns
         cache, convert = _tag_namer(content_ns)
         cached = cache.get
         new = Element.__new__
@@ -313,7 +324,7 @@ class StreamParser:
         saw_ws = False
 
         def start(name: str, attrs: dict[str, str]) -> None:
-            nonlocal in_root, stanza_start, default_decl
+            nonlocal in_root, stanza_start, default_decl, cached, convert
             tag = cached(name) or convert(name)
             for k in attrs:
                 if _SEP in k:
@@ -336,7 +347,7 @@ class StreamParser:
                 if implied and tag == STREAM_TAG:
                     if decl is not None:
                         attrs["xmlns"] = decl
-                    events.append(HeaderReceived(attrs))
+                    events.append(HeaderReceived(attrs, p.CurrentByteIndex + self._base))
                     raise _Stop
                 el = new(Element)
                 el.tag = tag
@@ -350,10 +361,15 @@ class StreamParser:
             if tag != STREAM_TAG:
                 raise StreamError("invalid-namespace", f"stream root is {tag}, not {STREAM_TAG}")
             if decl != content_ns:
-                raise StreamError(
-                    "invalid-namespace",
-                    f"stream default namespace is {decl!r}, expected {content_ns!r}",
-                )
+                if decl is None or decl not in also_ns:
+                    raise StreamError(
+                        "invalid-namespace",
+                        f"stream default namespace is {decl!r}, expected {content_ns!r}",
+                    )
+                # The root's own name is in the streams namespace: the same in every namer.
+                self.content_ns = decl
+                names, convert = _tag_namer(decl)
+                cached = names.get
             in_root = True
             self._header_seen = True
             if not implied:
@@ -545,7 +561,7 @@ class StreamParser:
         except expat.ExpatError as e:
             if e.code == _MISPLACED_XML_PI and self._implied and self._lead.startswith(b"<?xml"):
                 self._stopped = True
-                events.append(HeaderReceived({}))
+                events.append(HeaderReceived({}, self._parser.ErrorByteIndex + self._base))
             else:
                 # Text expat had buffered before the error comes first (as it would have if
                 # the input had been split just before the error): it may be an error itself.
