@@ -15,7 +15,7 @@ from OpenSSL import SSL
 from zerolink.net.identity import address_matches, check_certificate
 
 if TYPE_CHECKING:
-    from zerolink.net.link import PeerLink
+    from zerolink.net.ends import LinkEnd as PeerLink
 
 
 class Acceptor:
