@@ -50,6 +50,7 @@ from zerolink.proto.events import (
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import CONTENT_NAMESPACES, SERVER_NS, Element
 from zerolink.xml.parser import (
+    X2X_HEADER,
     HeaderReceived,
     ParseError,
     StanzaReceived,
@@ -58,9 +59,7 @@ from zerolink.xml.parser import (
 )
 from zerolink.xml.serializer import STREAM_CLOSE, serialize, stream_error, stream_header
 
-IMPLIED_HEADER = (
-    b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
-)
+IMPLIED_HEADER = X2X_HEADER  # defined once, in zerolink.xml.parser
 KEEPALIVE = b" "
 
 
