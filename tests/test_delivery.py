@@ -307,3 +307,24 @@ def test_reliable_pump_stops_at_the_limit_for_the_driver_to_flush():
     assert sent(d.pump(c, 0.0, 2)) == ["0", "1"]
     assert sent(d.pump(c, 0.0, 2)) == ["2", "3"]
     assert sent(d.pump(c, 0.0, 2)) == ["4"]
+
+
+def test_reliable_ack_retried_once_per_stanza_past_ack_every():
+    """One attempt per stanza past `ack_every`, in the same turn: a later one finds the route's
+    bytes taken and saves the count before the next read (the duplicate bound)."""
+
+    class Route:
+        checks = 0
+
+        def pending_output(self) -> int:
+            self.checks += 1
+            return 1 if self.checks == 1 else 0  # taken by the second look
+
+    d, _ = make(ack_every=2)
+    c = Conn(outbound=False)
+    route = Route()
+    d.on_sync(c, 0, 0, None, 0.0)
+    for _ in range(3):
+        d.arrived(c, 0.0)
+        d.delivered_to(route)
+    assert d.on_timer(0.0, c) == [SendAck(c, 3)]  # the second of two attempts

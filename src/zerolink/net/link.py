@@ -151,7 +151,7 @@ class PeerLink:
         self.high = max(1, cfg.queue_limit // 2)
         self.low = self.high // 2
         self._valve = Valve()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         self._expiring = False  # queued stanzas found no connection: their deadlines count
         self._dialer: asyncio.Task[None] | None = None
@@ -278,7 +278,13 @@ class PeerLink:
                 return
             self._timer.cancel()
         self._timer_at = t
-        self._timer = self.loop.call_at(t, self._on_timer)
+        if t <= self.loop.time():
+            # Due now (an ack after `ack_every` stanzas): before the next read, as call_soon
+            # runs, not after it as a due timer does; the next read's stanzas would still be
+            # in the component's buffers and hold the saved count back (docs/protocol.md).
+            self._timer = self.loop.call_soon(self._on_timer)
+        else:
+            self._timer = self.loop.call_at(t, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
