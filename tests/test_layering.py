@@ -21,6 +21,7 @@ LAYERS = {
     "logs": 0,
     "jid": 1,
     "domains": 1,
+    "counters": 1,
     "pins": 1,
     "certgen": 1,
     "xml": 2,

@@ -33,6 +33,7 @@ from zerolink.errors import StanzaError, StreamError
 __all__ = [
     "JID",
     "JIDError",
+    "domain_of",
     "jid_domain",
     "normalize_domain",
     "parse_jid",
@@ -323,6 +324,19 @@ def jid_domain(s: str) -> str:
     if isinstance(r, JID):
         return r.domain
     raise JIDError(r.text)
+
+
+def domain_of(s: str) -> str:
+    """The domainpart of the JID string `s`, even of a malformed one (never raises).
+
+    For deciding whose a stanza is (a peer's domains, ours) when its address may be what was
+    wrong with it: the normalized domain when `s` is valid, else the text between the last
+    ``@`` and the first ``/``, lowercased. `jid_domain` is the strict form.
+    """
+    try:
+        return jid_domain(s)
+    except JIDError:
+        return s.split("/", 1)[0].rpartition("@")[2].lower()
 
 
 def clear_caches() -> None:

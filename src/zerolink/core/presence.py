@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from zerolink.core.roster import (
+from zerolink.core.sessions import ClientSession, Resource, Resources
+from zerolink.core.subscription import (
     Inbound,
     State,
     has_from,
@@ -28,7 +28,7 @@ from zerolink.errors import StanzaError, StreamError
 from zerolink.jid import JID, JIDError, parse_jid
 from zerolink.stanza import PRESENCE
 from zerolink.xml.element import SERVER_NS, Element
-from zerolink.xml.parser import X2X_HEADER, StanzaReceived, StreamParser
+from zerolink.xml.parser import parse_stanza
 from zerolink.xml.serializer import serialize
 
 if TYPE_CHECKING:
@@ -44,85 +44,6 @@ PRIORITY = f"{{{SERVER_NS}}}priority"
 _INTEGER = re.compile("[+-]?[0-9]{1,4}").fullmatch
 #: Bytes of an inbound subscribe stanza kept to be delivered again (status, nick: XEP-0172).
 MAX_PENDING_STANZA = 2048
-
-
-class ClientSession(Protocol):
-    """A client connection, as the asyncio code implements it."""
-
-    jid: JID | None  # full JID once bound
-
-    def send(self, stanza: Element) -> None: ...
-
-    def send_stored(self, stanzas: list[Element], done: Callable[[], None]) -> None:
-        """Send stanzas that stay in the offline store until `done` is called: once the client
-        has them all (its TCP acknowledged them), never if the connection ends first. They
-        are not given back to the host when they are not delivered (they are still stored)."""
-        ...
-
-    def kick(self, condition: str, text: str | None = None) -> None:
-        """Send a stream error and close (e.g. 'conflict' when a new session takes the JID)."""
-        ...
-
-
-@dataclass(eq=False)
-class Resource:
-    """One bound session and its RFC 6121 state."""
-
-    session: ClientSession
-    jid: JID  # full
-    available: bool = False  # has sent available presence (and not unavailable since)
-    presence: Element | None = None  # last available broadcast presence, 'from' = jid, no 'to'
-    priority: int = 0
-    interested: bool = False  # has requested the roster (RFC 6121 §2.1.6)
-    versioning: bool = False  # ... with 'ver' (RFC 6121 §2.6): its pushes carry 'ver'
-    directed: dict[str, None] = field(default_factory=dict)  # JIDs sent directed presence
-
-    @property
-    def bare(self) -> str:
-        return str(self.jid.bare)
-
-
-class Resources:
-    """The bound sessions, by session and by user."""
-
-    def __init__(self) -> None:
-        self._by_user: dict[str, dict[str, Resource]] = {}
-        self._by_session: dict[int, Resource] = {}
-
-    def add(self, res: Resource) -> None:
-        assert res.jid.resource is not None
-        self._by_user.setdefault(res.bare, {})[res.jid.resource] = res
-        self._by_session[id(res.session)] = res
-
-    def remove(self, res: Resource) -> None:
-        self._by_session.pop(id(res.session), None)
-        mine = self._by_user.get(res.bare)
-        if mine is not None and mine.get(res.jid.resource or "") is res:
-            del mine[res.jid.resource or ""]
-            if not mine:
-                del self._by_user[res.bare]
-
-    def of(self, session: ClientSession) -> Resource | None:
-        return self._by_session.get(id(session))
-
-    def get(self, jid: JID | None) -> Resource | None:
-        """The resource bound to the full JID `jid`."""
-        if jid is None or jid.resource is None:
-            return None
-        return self._by_user.get(str(jid.bare), {}).get(jid.resource)
-
-    def connected(self, user: str) -> list[Resource]:
-        return list(self._by_user.get(user, {}).values())
-
-    def users(self) -> list[str]:
-        """The bare JIDs with at least one bound session."""
-        return list(self._by_user)
-
-    def available(self, user: str) -> list[Resource]:
-        return [r for r in self._by_user.get(user, {}).values() if r.available]
-
-    def interested(self, user: str) -> list[Resource]:
-        return [r for r in self._by_user.get(user, {}).values() if r.interested]
 
 
 def presence(kind: str | None, frm: str, to: str) -> Element:
@@ -146,10 +67,8 @@ def parse_priority(stanza: Element) -> int:
 def parse_stored(raw: bytes) -> Element | None:
     """A stanza stored as bytes (serialized in ``jabber:server``), or None if unreadable."""
     try:
-        for ev in StreamParser(implied_header=X2X_HEADER).feed(raw):
-            if isinstance(ev, StanzaReceived):
-                return ev.element
-    except StreamError as exc:
+        return parse_stanza(raw)
+    except (StreamError, ValueError) as exc:
         log.warning("unreadable stored stanza: %s", exc)
     return None
 

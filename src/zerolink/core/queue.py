@@ -31,6 +31,10 @@ class StanzaQueue:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __bool__(self) -> bool:
+        """True while something waits (`zerolink.core.outbox.Outbox`)."""
+        return bool(self._items)
+
     def push(self, data: bytes, now: float) -> bool:
         """Append; False when the queue is full in count or bytes (the caller bounces it)."""
         if len(self._items) >= self.limit or self.bytes + len(data) > self.max_bytes:

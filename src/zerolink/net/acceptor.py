@@ -21,7 +21,7 @@ from zerolink.core.admission import Admission
 from zerolink.net.identity import address_matches, check_certificate
 
 if TYPE_CHECKING:
-    from zerolink.net.link import PeerLink
+    from zerolink.net.ends import LinkEnd as PeerLink
 
 
 class Acceptor:

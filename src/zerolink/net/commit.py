@@ -29,7 +29,7 @@ RETRY = 1.0
 
 
 class Writer(Protocol):
-    """A link that records into the log store (`zerolink.net.reliable.Reliable`)."""
+    """A link that records into the log store (`zerolink.net.reliable.LinkJournal`)."""
 
     def before_commit(self) -> None:
         """Record the last state (counters) into the store."""

@@ -1,12 +1,12 @@
 """A peer link: the route to one a-priori-configured X2X server, over whatever connection is up.
 
-Connection direction (XEP-0361 §4.3):
-- one connection is used both ways, whoever opened it;
-- when both servers opened one (simultaneous open), each sends only on the connection it
-  opened, so each TCP connection carries one direction;
-- while a connection from the peer is up we do not dial (``direction = both``), so the usual
-  outcome is one shared connection; a random initial delay makes that likely at start-up;
-- the opener closes its connection when done: on-demand links close after `idle_timeout`.
+This is the driver: sockets, tasks and one timer. The decisions are made in the sans-I/O core
+and come back as actions (`zerolink.core.actions`) that this module carries out:
+
+- `zerolink.core.linkpolicy.LinkPolicy`: XEP-0361 §4.3 (which connection sends, when to dial,
+  backoff, the opener closing an idle on-demand link);
+- `zerolink.core.delivery.ReliableDelivery` (``acks = true``): numbering, ``<sync/>``,
+  duplicates, acks, the dead-connection watchdog; its log store is `zerolink.net.reliable`.
 
 Stanzas wait in a queue bounded in count (`queue_limit`) and bytes (`queue_bytes`) while no
 connection can take them; those that wait longer than `stanza_timeout` bounce with
@@ -30,51 +30,57 @@ from typing import TYPE_CHECKING
 from OpenSSL import SSL
 
 from zerolink.config import PeerConfig, ServerConfig
+from zerolink.core.actions import (
+    Abort,
+    Action,
+    Bounce,
+    Close,
+    Commit,
+    Dial,
+    Released,
+    RequestAck,
+    SendAck,
+    SendOn,
+    SendSync,
+    Wake,
+)
+from zerolink.core.delivery import DeliverySettings, ReliableDelivery
+from zerolink.core.linkpolicy import (
+    SIMULTANEOUS_WINDOW,
+    LinkPolicy,
+    PolicySettings,
+    second_connection_note,
+)
+from zerolink.core.outbox import Outbox
 from zerolink.core.queue import StanzaQueue
-from zerolink.core.reliable import ReliableLog
 from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
+from zerolink.jid import domain_of
 from zerolink.net.flow import Valve
-from zerolink.net.reliable import Reliable
+from zerolink.net.reliable import LinkJournal
 from zerolink.net.sockets import tcp_rtt
 from zerolink.net.tasks import cancel_and_wait
 from zerolink.net.tlslayer import TLSLayer, make_context
 from zerolink.net.x2x_conn import X2XConnection
+from zerolink.proto import acks
 from zerolink.proto.x2x import X2XSettings
 from zerolink.xml.element import SERVER_NS, Element
 from zerolink.xml.parser import parse_stanza
 from zerolink.xml.serializer import serialize
 
 if TYPE_CHECKING:
+    from zerolink.core.carrier import Carrier
     from zerolink.core.router import Route, Router
     from zerolink.net.commit import GroupCommit
     from zerolink.store import LinkLogStore
+
+__all__ = ["SIMULTANEOUS_WINDOW", "PeerLink", "second_connection_note"]
 
 log = logging.getLogger("zerolink.link")
 
 # While pumping a backlog, hand the bytes to the transport every this many stanzas, so that it
 # can push back (pause_writing) before the whole queue sits in its buffer.
 _PUMP_FLUSH = 128
-
-
-# A peer's connection that comes this long (plus two round trips) after ours was made is not
-# a simultaneous open: the peer dialed although ours was there to see.
-SIMULTANEOUS_WINDOW = 0.5
-
-
-def second_connection_note(gap: float, rtt: float | None) -> str:
-    """The log's words for a connection of the peer's that arrives `gap` seconds after ours.
-
-    Within a round trip or two both dials crossed (a simultaneous open, §4.3). Later, the peer
-    dialed while our connection was up: it does not see that one (it restarted, or a middlebox
-    dropped our connection without telling either side).
-    """
-    if gap <= SIMULTANEOUS_WINDOW + 2 * (rtt or 0.0):
-        return "; simultaneous open: both sides dialed at once, each sends on its own connection"
-    return (
-        f"; second connection: the peer dialed {gap:.1f}s after our connection was made, so it "
-        "does not see ours (did it restart?); each side now sends on the connection it opened"
-    )
 
 
 class PeerLink:
@@ -102,47 +108,90 @@ class PeerLink:
             close_timeout=cfg.close_timeout,
             acks=cfg.acks,
         )
-        self.queue: StanzaQueue | ReliableLog = StanzaQueue(
-            cfg.queue_limit, cfg.stanza_timeout, cfg.queue_bytes
+        self.policy = LinkPolicy(
+            PolicySettings(
+                direction=cfg.direction,
+                connect=cfg.connect,
+                has_remote=cfg.remote is not None,
+                idle_timeout=cfg.idle_timeout,
+                initial_delay=cfg.initial_delay,
+                reconnect_min=cfg.reconnect_min,
+                reconnect_max=cfg.reconnect_max,
+            ),
+            random.uniform,
         )
-        self.reliable: Reliable | None = None
+        self.delivery: ReliableDelivery | None = None
+        self.journal: LinkJournal | None = None
+        self._plain: StanzaQueue | None = None
+        self.queue: Outbox
         if cfg.acks:
             assert store is not None and commits is not None, "acks = true needs the link store"
-            self.reliable = Reliable(self, store, commits, server.max_stanza_size)
-            self.queue = self.reliable.log
+            self.journal = LinkJournal(cfg.name, store, commits, self._after_commit)
+            self.delivery = ReliableDelivery(
+                DeliverySettings(
+                    name=cfg.name,
+                    queue_limit=cfg.queue_limit,
+                    queue_bytes=cfg.queue_bytes,
+                    stanza_timeout=cfg.stanza_timeout,
+                    ack_every=cfg.ack_every,
+                    ack_delay=cfg.ack_delay,
+                    ack_timeout=cfg.ack_timeout,
+                    max_stanza_size=server.max_stanza_size,
+                    accept_max=self.settings.max_stanza_size,
+                ),
+                self.journal,
+                self.loop.time(),
+            )
+            self.journal.load(self.delivery, self.loop.time())
+            self.queue = self.delivery.log
+        else:
+            self._plain = StanzaQueue(cfg.queue_limit, cfg.stanza_timeout, cfg.queue_bytes)
+            self.queue = self._plain
         # Water marks of the queue for backpressure (module docstring).
         self.high = max(1, cfg.queue_limit // 2)
         self.low = self.high // 2
         self._valve = Valve()
-        self.outbound: X2XConnection | None = None
-        self.inbound: list[X2XConnection] = []
-        self._running = False
-        self._wake = asyncio.Event()
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        self._expiring = False  # queued stanzas found no connection: their deadlines count
         self._dialer: asyncio.Task[None] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self._pump_scheduled = False
         self.connections_made = 0
         self._client_ctx: SSL.Context | None = None
         self.tls_session: SSL.Session | None = None
 
+    @property
+    def before_output(self) -> Callable[[], None] | None:
+        """What a connection calls before it writes (the router's gate: commits first)."""
+        return self.router.before_output
+
+    @property
+    def outbound(self) -> X2XConnection | None:
+        """Our connection to the peer, if one is up."""
+        return self.policy.outbound  # type: ignore[return-value]
+
+    @property
+    def inbound(self) -> list[X2XConnection]:
+        """The peer's connections to us that are up."""
+        return self.policy.inbound  # type: ignore[return-value]
+
     # -- lifecycle -------------------------------------------------------------------------
     @property
     def may_dial(self) -> bool:
-        return self.cfg.direction != "inbound" and self.cfg.remote is not None
+        return self.policy.may_dial
 
     def start(self) -> None:
-        self._running = True
-        if self.may_dial:
-            self._dialer = self.loop.create_task(self._dial_loop(), name=f"dial-{self.name}")
+        self._do(self.policy.start(self.loop.time(), bool(self.queue)))
+        self._rearm()
 
     async def stop(self) -> None:
         """Close every connection with the close exchange, bounce what is still queued."""
-        self._running = False
+        self.policy.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._dialer is not None:
             await cancel_and_wait(self._dialer)
-        for handle in (self._expiry, self._idle):
-            if handle is not None:
-                handle.cancel()
         conns = [c for c in (self.outbound, *self.inbound) if c is not None]
         for conn in conns:
             conn.begin_close()
@@ -154,67 +203,153 @@ class PeerLink:
         for conn in conns:
             if conn.transport is not None:
                 conn.transport.abort()
-        if self.reliable is not None:
-            self.reliable.stop()  # the log stays on disk: it goes out after the restart
+        if self.delivery is not None:
+            self.delivery.stop()  # the log stays on disk: it goes out after the restart
         else:
-            assert isinstance(self.queue, StanzaQueue)
-            for data in self.queue.clear():
+            assert self._plain is not None
+            for data in self._plain.clear():
                 self.router.bounce(
                     parse_stanza(data), StanzaError("remote-server-timeout", "server shutting down")
                 )
         self._valve.release()
 
+    # -- carrying out actions --------------------------------------------------------------
+    def _do(self, actions: list[Action]) -> None:
+        """Carry out what the policy or the reliable delivery decided, in order."""
+        for a in actions:
+            kind = type(a)
+            if kind is SendOn:
+                a.conn.send(a.stanza)  # type: ignore[union-attr]
+            elif kind is SendAck:
+                a.conn.send_control(acks.ack_element(a.received))  # type: ignore[union-attr]
+            elif kind is SendSync:
+                el = acks.sync_element(a.received, a.next_seq, a.max_size)  # type: ignore[union-attr]
+                a.conn.send_control(el)  # type: ignore[union-attr]
+            elif kind is RequestAck:
+                a.conn.send_control(acks.request_element())  # type: ignore[union-attr]
+            elif kind is Commit:
+                assert self.journal is not None
+                self.journal.request()
+            elif kind is Bounce:
+                self.router.bounce(a.stanza, a.error)  # type: ignore[union-attr]
+            elif kind is Wake:
+                self._waiting()
+            elif kind is Released:
+                self._check_drained()
+            elif kind is Dial:
+                self._dialer = self.loop.create_task(self._dial(), name=f"dial-{self.name}")
+            elif kind is Close:
+                a.conn.begin_close()  # type: ignore[union-attr]
+            elif kind is Abort:
+                transport = a.conn.transport  # type: ignore[union-attr]
+                if transport is not None:
+                    transport.abort()
+
+    def _after_commit(self, actions: list[Action]) -> None:
+        """A group commit held this link's records: bounce what it refused, then pump."""
+        self._do(actions)
+        # Not from here: a commit runs inside other connections' flushes (before_output), and
+        # stanzas sent from inside a flush would overtake the bytes it is writing.
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        self.pump()
+
+    def _rearm(self) -> None:
+        """Arm the one timer at the earliest deadline of the policy, delivery and queue."""
+        t = self.policy.timer()
+        if self.delivery is not None:
+            d = self.delivery.timer()
+            if d is not None and (t is None or d < t):
+                t = d
+        if self._expiring:
+            q = self.queue.next_deadline()
+            if q is None:
+                self._expiring = False
+            elif t is None or q < t:
+                t = q
+        if t is None:
+            return  # a timer still armed fires, finds nothing due, and is not armed again
+        if self._timer is not None:
+            if self._timer_at <= t:
+                return
+            self._timer.cancel()
+        self._timer_at = t
+        if t <= self.loop.time():
+            # Due now (an ack after `ack_every` stanzas): before the next read, as call_soon
+            # runs, not after it as a due timer does; the next read's stanzas would still be
+            # in the component's buffers and hold the saved count back (docs/protocol.md).
+            self._timer = self.loop.call_soon(self._on_timer)
+        else:
+            self._timer = self.loop.call_at(t, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = max(self.loop.time(), self._timer_at)
+        self._do(self.policy.on_timer(now, bool(self.queue)))
+        if self.delivery is not None:
+            self._do(self.delivery.on_timer(now, self.sender()))
+        if self._expiring:
+            deadline = self.queue.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._expire(now)
+        self._rearm()
+
+    def _waiting(self) -> None:
+        """A stanza waits and no connection takes it: its deadline counts; maybe dial."""
+        self._expiring = True
+        self._do(self.policy.queued(self.loop.time()))
+        self._rearm()
+
     # -- routing ---------------------------------------------------------------------------
     def sender(self) -> X2XConnection | None:
         """The connection we send on: our own if we opened one (§4.3), else the peer's."""
-        out = self.outbound
-        if out is not None and out.is_open:
-            return out
-        for conn in self.inbound:
-            if conn.is_open:
-                return conn
-        return None
+        return self.policy.sender()  # type: ignore[return-value]
 
     def deliver(self, stanza: Element) -> None:
         """Route entry point: send now if possible, otherwise queue (or bounce)."""
-        if self.reliable is not None:
-            self.reliable.accept(stanza)
+        if self.delivery is not None:
+            self._do(self.delivery.accept(stanza, self.loop.time(), self.sender() is not None))
             return
         conn = self.sender()
-        if conn is not None and not conn.paused and not self.queue:
+        queue = self._plain
+        assert queue is not None
+        if conn is not None and not conn.paused and not queue:
             conn.send(stanza)
             return
-        queue = self.queue
-        assert isinstance(queue, StanzaQueue)
         if not queue.push(serialize(stanza, content_ns=SERVER_NS), self.loop.time()):
             self.router.bounce(
                 stanza, StanzaError("resource-constraint", queue.full_text(f"link {self.name}"))
             )
             return
         if conn is None:
-            self._arm_expiry()
-            self._wake.set()  # on-demand links dial when something waits
+            self._waiting()  # on-demand links dial when something waits
         else:
             self.pump()
 
     def received(self, stanza: Element, conn: X2XConnection) -> Route | None:
         """A stanza from the peer: route it; returns the route it went to (for backpressure)."""
-        reliable = self.reliable
-        if reliable is None:
+        delivery = self.delivery
+        if delivery is None:
             return self.router.route(stanza)
-        if not reliable.arrived(conn):
+        if not delivery.arrived(conn, self.loop.time()):
             return None  # a retransmitted stanza we already have
         route = self.router.route(stanza)
-        reliable.delivered_to(route)
+        delivery.delivered_to(route)
+        self._rearm()
         return route
 
     def rejected(self, stanza: Element, error: StanzaError, conn: X2XConnection) -> None:
         """A stanza from the peer that cannot be accepted: counted, answered, dropped."""
-        if self.reliable is not None and not self.reliable.arrived(conn):
-            return
+        if self.delivery is not None:
+            if not self.delivery.arrived(conn, self.loop.time()):
+                return
+            self._rearm()
         sender = stanza.attrib.get("from", "")
-        domain = sender.split("/", 1)[0].rpartition("@")[2].lower()
-        if domain in self.domains:
+        if domain_of(sender) in self.domains:
             log.info(
                 "link %s: refused a stanza from %s to %s: %s%s",
                 self.name,
@@ -227,15 +362,39 @@ class PeerLink:
         else:
             log.warning("link %s: dropped a stanza from %r: %s", self.name, sender, error)
 
+    # -- reliable delivery elements from the peer (the session reports them with acks on) ---
+    def on_sync(self, conn: Carrier, h: int, next_seq: int, peer_max: int | None) -> None:
+        assert self.delivery is not None
+        self._do(self.delivery.on_sync(conn, h, next_seq, peer_max, self.loop.time()))
+        self._rearm()
+
+    def on_ack(self, h: int) -> None:
+        assert self.delivery is not None
+        self._do(self.delivery.on_ack(h, self.loop.time()))
+
+    def ack_requested(self, conn: Carrier) -> None:
+        assert self.delivery is not None
+        self._do(self.delivery.send_ack(conn, requested=True))
+
     def pump(self) -> None:
         """Move queued stanzas onto the sending connection until it pushes back."""
-        if self.reliable is not None:
-            self.reliable.pump()
+        conn = self.sender()
+        if self.delivery is not None:
+            if conn is not None:
+                now = self.loop.time()
+                while True:
+                    actions = self.delivery.pump(conn, now, _PUMP_FLUSH)
+                    self._do(actions)
+                    if sum(type(a) is SendOn for a in actions) < _PUMP_FLUSH:
+                        break
+                    conn.flush()  # the transport tells us (pause_writing) when it has enough
+                    if conn.paused:
+                        break
+                self._rearm()
             self._check_drained()
             return
-        conn = self.sender()
-        queue = self.queue
-        assert isinstance(queue, StanzaQueue)
+        queue = self._plain
+        assert queue is not None
         sent = 0
         while queue and conn is not None and not conn.paused:
             conn.send_serialized(queue.pop())
@@ -271,54 +430,33 @@ class PeerLink:
     # -- connections -----------------------------------------------------------------------
     def attach(self, conn: X2XConnection) -> None:
         """A connection to the peer is up (ours or theirs)."""
-        if conn.outbound:
-            self.outbound = conn
-        else:
-            self.inbound.append(conn)
+        now = self.loop.time()
+        self.policy.up(conn, now)
         self.connections_made += 1
-        kind = "outbound" if conn.outbound else "inbound"
+        rtt = None
+        ours = self.outbound
+        if not conn.outbound and ours is not None and ours.transport is not None:
+            rtt = tcp_rtt(ours.transport.get_extra_info("socket"))
         log.info(
             "link %s: up (%s %s -> %s)%s",
             self.name,
-            kind,
+            "outbound" if conn.outbound else "inbound",
             conn.local if conn.outbound else conn.peer,
             conn.peer if conn.outbound else conn.local,
-            self._second_connection(conn),
+            self.policy.second_connection(conn, rtt),
         )
-        if self.reliable is not None:
-            self.reliable.attached(conn)
-        if conn.outbound and self.cfg.connect == "on-demand":
-            self._arm_idle()
+        if self.delivery is not None:
+            self._do(self.delivery.attached(conn, now))
         self.pump()
-
-    def _second_connection(self, conn: X2XConnection) -> str:
-        """What the log says when `conn` is not the link's only connection."""
-        if conn.outbound:
-            # We dial only while no connection of the peer's is up: it came while we dialed.
-            return second_connection_note(0.0, None) if self.inbound else ""
-        others = [c for c in self.inbound if c is not conn]
-        if self.outbound is not None:
-            ours = self.outbound
-            rtt = tcp_rtt(ours.transport.get_extra_info("socket")) if ours.transport else None
-            return second_connection_note(conn.opened_at - ours.opened_at, rtt)
-        if others:
-            up = conn.opened_at - others[-1].opened_at
-            return (
-                f"; the peer opened another connection while its previous one ({others[-1].peer},"
-                f" {up:.1f}s old) is still open here: the old one may be stale"
-            )
-        return ""
+        self._rearm()
 
     def detach(self, conn: X2XConnection, reason: str) -> None:
         """A connection is gone; anything still queued waits for the next one."""
-        if conn is self.outbound:
-            self.outbound = None
-        elif conn in self.inbound:
-            self.inbound.remove(conn)
-        else:
+        mine, actions = self.policy.down(conn, self.loop.time(), bool(self.queue))
+        if not mine:
             return
-        if self.reliable is not None:
-            self.reliable.detached(conn)
+        if self.delivery is not None:
+            self.delivery.detached(conn)
         log.info(
             "link %s: down (%s %s): %s",
             self.name,
@@ -328,11 +466,12 @@ class PeerLink:
         )
         if self.sender() is None:
             if self.queue:
-                self._arm_expiry()
-            self._wake.set()
+                self._expiring = True
+            self._do(actions)
             self._check_drained()
         else:
             self.pump()
+        self._rearm()
 
     # -- TLS -------------------------------------------------------------------------------
     def client_tls(self) -> TLSLayer:
@@ -358,95 +497,51 @@ class PeerLink:
         self.tls_session = None
 
     # -- dialing ---------------------------------------------------------------------------
-    def _want_dial(self) -> bool:
-        if not self._running or self.outbound is not None:
-            return False
-        if any(c.is_open for c in self.inbound):
-            return False  # one connection both ways (§4.3)
-        return self.cfg.connect == "always" or bool(self.queue)
-
-    async def _dial_loop(self) -> None:
+    async def _dial(self) -> None:
+        """One dial the policy asked for; it hears how it ended (for its backoff)."""
         cfg = self.cfg
         assert cfg.remote is not None
-        delay = cfg.reconnect_min
-        if cfg.direction == "both" and cfg.connect == "always" and cfg.initial_delay > 0:
-            await asyncio.sleep(random.uniform(0, cfg.initial_delay))
-        while self._running:
-            if not self._want_dial():
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            local_addr = (cfg.source, 0) if cfg.source else None
-            try:
-                _, conn = await asyncio.wait_for(
-                    self.loop.create_connection(
-                        lambda: X2XConnection(link=self),
-                        cfg.remote.host,
-                        cfg.remote.port,
-                        local_addr=local_addr,
-                    ),
-                    timeout=cfg.connect_timeout,
-                )
-            except (OSError, TimeoutError) as exc:
-                wait = min(delay, cfg.reconnect_max) * random.uniform(0.5, 1.0)
-                log.info(
-                    "link %s: dial %s failed (%s); retry in %.1fs",
-                    self.name,
-                    cfg.remote,
-                    exc or "timeout",
-                    wait,
-                )
-                delay = min(delay * 2, cfg.reconnect_max)
-                await asyncio.sleep(wait)
-                continue
-            opened = self.loop.time()
-            await conn.closed.wait()
-            if conn.bytes_received == 0 and self.loop.time() - opened < 10:
-                # Accepted, then dropped without a byte (identity refused, wrong port...):
-                # back off as after a failed dial instead of hammering the peer.
-                delay = min(delay * 2, cfg.reconnect_max)
-            else:
-                delay = cfg.reconnect_min
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        local_addr = (cfg.source, 0) if cfg.source else None
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: X2XConnection(link=self),
+                    cfg.remote.host,
+                    cfg.remote.port,
+                    local_addr=local_addr,
+                ),
+                timeout=cfg.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            wait = self.policy.dial_failed(self.loop.time())
+            log.info(
+                "link %s: dial %s failed (%s); retry in %.1fs",
+                self.name,
+                cfg.remote,
+                exc or "timeout",
+                wait,
+            )
+            self._rearm()
+            return
+        opened = self.loop.time()
+        await conn.closed.wait()
+        self.policy.dial_ended(self.loop.time(), opened, conn.bytes_received)
+        self._rearm()
 
     # -- timers ----------------------------------------------------------------------------
-    def _arm_expiry(self) -> None:
-        if self._expiry is not None:
-            return
-        deadline = self.queue.next_deadline()
-        if deadline is not None:
-            self._expiry = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._expiry = None
-        if self.reliable is not None:
-            expired = self.reliable.expired(self.reliable.log.expire(self.loop.time()))
+    def _expire(self, now: float) -> None:
+        """Bounce the stanzas whose deadline passed while no connection took them."""
+        if self.delivery is not None:
+            expired = self.delivery.expire(now)
+            if expired:
+                assert self.journal is not None
+                self.journal.request()
         else:
-            assert isinstance(self.queue, StanzaQueue)
-            expired = [parse_stanza(d) for d in self.queue.expire(self.loop.time())]
+            assert self._plain is not None
+            expired = [parse_stanza(d) for d in self._plain.expire(now)]
         for stanza in expired:
             self.router.bounce(
                 stanza,
                 StanzaError("remote-server-timeout", f"link {self.name} did not come up in time"),
             )
-        self._arm_expiry()
         self._check_drained()
-
-    def _arm_idle(self) -> None:
-        self._idle = self.loop.call_later(self.cfg.idle_timeout, self._check_idle)
-
-    def _check_idle(self) -> None:
-        """On-demand: the opener closes its connection once no stanza moved for a while."""
-        self._idle = None
-        conn = self.outbound
-        if conn is None or not conn.is_open:
-            return
-        quiet = self.loop.time() - conn.last_stanza
-        # Not idle while reading is paused for a slow local route: stanzas are waiting.
-        if quiet >= self.cfg.idle_timeout and not self.queue and not conn.inflow.paused:
-            log.info("link %s: idle for %.0fs, closing our connection", self.name, quiet)
-            conn.begin_close()
-        else:
-            self._idle = self.loop.call_later(
-                max(0.05, self.cfg.idle_timeout - quiet), self._check_idle
-            )

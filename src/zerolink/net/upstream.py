@@ -17,6 +17,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from zerolink.config import UpstreamComponent, UpstreamConfig
+from zerolink.core.backoff import Backoff
 from zerolink.core.queue import StanzaQueue
 from zerolink.domains import DomainSet
 from zerolink.errors import StanzaError
@@ -184,7 +185,7 @@ class Attachment:
 
     async def _connect_loop(self) -> None:
         cfg = self.cfg
-        delay = cfg.reconnect_min
+        backoff = Backoff(cfg.reconnect_min, cfg.reconnect_max, random.uniform)
         while True:
             try:
                 _, conn = await asyncio.wait_for(
@@ -194,7 +195,7 @@ class Attachment:
                     cfg.connect_timeout,
                 )
             except (OSError, TimeoutError) as exc:
-                wait = delay * random.uniform(0.5, 1.0)
+                wait = backoff.failed()
                 log.info(
                     "upstream %s: cannot connect as %s (%s); retry in %.1fs",
                     cfg.address,
@@ -202,13 +203,11 @@ class Attachment:
                     exc or "timeout",
                     wait,
                 )
-                delay = min(delay * 2, cfg.reconnect_max)
                 await asyncio.sleep(wait)
                 continue
             await conn.closed.wait()
             # Back off from an upstream that refuses us; reconnect quickly after a restart.
-            delay = cfg.reconnect_min if conn.authenticated else min(delay * 2, cfg.reconnect_max)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff.ended(useful=conn.authenticated))
 
     def _arm_expiry(self) -> None:
         if self._expiry is None:

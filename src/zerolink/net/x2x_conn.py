@@ -22,8 +22,7 @@ from zerolink.proto import x2x
 from zerolink.xml.element import Element
 
 if TYPE_CHECKING:
-    from zerolink.net.acceptor import Acceptor
-    from zerolink.net.link import PeerLink
+    from zerolink.net.ends import LinkEnd, Listener
 
 log = logging.getLogger("zerolink.link")
 
@@ -36,7 +35,7 @@ class X2XConnection(SessionDriver):
     read; a connection that matches no peer is closed unread.
     """
 
-    def __init__(self, *, link: PeerLink | None = None, acceptor: Acceptor | None = None) -> None:
+    def __init__(self, *, link: LinkEnd | None = None, acceptor: Listener | None = None) -> None:
         super().__init__()
         self.link = link
         self.outbound = link is not None
@@ -53,6 +52,11 @@ class X2XConnection(SessionDriver):
     def bytes_received(self) -> int:
         """Bytes of XML stream from the peer so far (after TLS, if any)."""
         return self.session.counters.bytes_in if self.session is not None else 0
+
+    @property
+    def reading_paused(self) -> bool:
+        """Reading is paused for a slow local route (`zerolink.net.flow`)."""
+        return self.inflow.paused
 
     @property
     def is_open(self) -> bool:
@@ -142,7 +146,7 @@ class X2XConnection(SessionDriver):
         self._log_handshake(link)
         self._identified(link)
 
-    def _log_handshake(self, link: PeerLink) -> None:
+    def _log_handshake(self, link: LinkEnd) -> None:
         tls = self.tls
         assert tls is not None
         log.info(
@@ -170,10 +174,10 @@ class X2XConnection(SessionDriver):
         if self.transport is not None:
             self.transport.abort()
 
-    def _identified(self, link: PeerLink) -> None:
+    def _identified(self, link: LinkEnd) -> None:
         """The peer is known: check reverse DNS if configured, then carry stanzas."""
         self.link = link
-        self.gate = link.router.before_output
+        self.gate = link.before_output
         ident = link.cfg.identity
         if not self.outbound and ident.mode == "address" and ident.reverse_dns:
             assert self.transport is not None
@@ -182,7 +186,7 @@ class X2XConnection(SessionDriver):
             return
         self._open(link)
 
-    async def _check_rdns(self, link: PeerLink) -> None:
+    async def _check_rdns(self, link: LinkEnd) -> None:
         ident = link.cfg.identity
         assert ident.reverse_dns is not None
         resolver = (ident.resolver.host, ident.resolver.port) if ident.resolver else None
@@ -202,7 +206,7 @@ class X2XConnection(SessionDriver):
         self.transport.resume_reading()
         self._open(link)
 
-    def _open(self, link: PeerLink) -> None:
+    def _open(self, link: LinkEnd) -> None:
         cfg = link.cfg
         assert self.transport is not None
         tune(
@@ -248,15 +252,12 @@ class X2XConnection(SessionDriver):
                     return
             elif isinstance(ev, x2x.StanzaRejected):
                 link.rejected(ev.stanza, ev.error, self)
-            elif isinstance(ev, x2x.SyncIn | x2x.AckIn | x2x.AckRequested):
-                reliable = link.reliable  # the session only reports these with acks on
-                assert reliable is not None
-                if isinstance(ev, x2x.SyncIn):
-                    reliable.on_sync(self, ev.h, ev.next, ev.max)
-                elif isinstance(ev, x2x.AckIn):
-                    reliable.on_ack(ev.h)
-                else:
-                    reliable.send_ack(self, requested=True)
+            elif isinstance(ev, x2x.SyncIn):  # these three only with acks on
+                link.on_sync(self, ev.h, ev.next, ev.max)
+            elif isinstance(ev, x2x.AckIn):
+                link.on_ack(ev.h)
+            elif isinstance(ev, x2x.AckRequested):
+                link.ack_requested(self)
             elif isinstance(ev, x2x.StreamErrorSent | x2x.StreamErrorReceived):
                 log.warning(
                     "link %s: stream error %s %s: %s%s",

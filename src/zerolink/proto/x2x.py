@@ -49,12 +49,16 @@ from zerolink.proto.events import (
 from zerolink.proto.stream import StreamSkeleton
 from zerolink.stanza import STANZA_TAGS
 from zerolink.xml.element import CONTENT_NAMESPACES, SERVER_NS, Element
-from zerolink.xml.parser import HeaderReceived, StanzaReceived, StreamClosed, StreamParser
+from zerolink.xml.parser import (
+    X2X_HEADER,
+    HeaderReceived,
+    StanzaReceived,
+    StreamClosed,
+    StreamParser,
+)
 from zerolink.xml.serializer import serialize, stream_header
 
-IMPLIED_HEADER = (
-    b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
-)
+IMPLIED_HEADER = X2X_HEADER  # defined once, in zerolink.xml.parser
 KEEPALIVE = b" "
 
 
