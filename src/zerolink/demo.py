@@ -237,8 +237,11 @@ async def demo(base: Path, *, rtt: float, rate: float | None) -> int:
             )
             await relay.start()
             relays.append(relay)
-        for server in servers.values():
-            await server.start()
+        # Ground (the listening side) first: air's first dial then reaches it, rather than a
+        # relay with nothing behind it yet, which would take the first stanzas of a plain
+        # link down with its connection.
+        for name in ("ground", "air"):
+            await servers[name].start()
         passwords = {}
         for name, side in SIDES.items():
             jid = f"{side['user']}@{side['domain']}"

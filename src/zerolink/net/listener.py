@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -111,7 +112,16 @@ def _name(sock: socket.socket) -> str:
 async def listen(factory: Factory, host: str, port: int) -> Listener:
     """Listen on `host`:`port` (every address it resolves to), as `loop.create_server` does."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    flags = socket.AI_PASSIVE
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
+    else:
+        # An address literal: resolved at once rather than in the executor's thread, so the
+        # listener is up within this turn of the loop, as with `create_server`.
+        flags |= socket.AI_NUMERICHOST
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
     socks: list[socket.socket] = []
     seen: set[tuple[object, ...]] = set()
     try:
