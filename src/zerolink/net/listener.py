@@ -118,10 +118,12 @@ async def listen(factory: Factory, host: str, port: int) -> Listener:
     except ValueError:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
     else:
-        # An address literal: resolved at once rather than in the executor's thread, so the
-        # listener is up within this turn of the loop, as with `create_server`.
+        # An address literal: resolved at once rather than in the executor's thread, after
+        # one turn of the loop, as `create_server` does (startup order stays what it was:
+        # what was started before gets to run its first step).
         flags |= socket.AI_NUMERICHOST
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=flags)
+        await asyncio.sleep(0)
     socks: list[socket.socket] = []
     seen: set[tuple[object, ...]] = set()
     try:
