@@ -563,6 +563,25 @@ class PeerConfig:
     )
     # Reliable delivery (zerolink extension, docs/protocol.md): both sides set acks = true.
     acks: bool = setting("boolean", "reliable delivery on this link", default=False)
+    # Link compression (zerolink extension, docs/protocol.md): both sides set the same three.
+    compression: str = setting(
+        "choice",
+        "compress each direction of the link (inside TLS when TLS is on)",
+        default="none",
+        choices=("none", "zlib", "zstd"),
+    )
+    compression_dictionary: str | Path = setting(
+        "custom",
+        "the preset dictionary: zerolink's with the link's domains, none, or a file's bytes",
+        default="builtin",
+        type_doc='"builtin", "none" or a file path',
+    )
+    compression_scope: str = setting(
+        "choice",
+        "one compressed stream per direction, or each stanza compressed alone",
+        default="stream",
+        choices=("stream", "stanza"),
+    )
     ack_every: int = setting(
         "integer", "acknowledge the peer's stanzas after this many new ones", default=10, minimum=1
     )

@@ -260,8 +260,18 @@ def read_peers(ctx: Ctx, data: dict[str, Any]) -> list[dict[str, Any]]:
         d["source"] = _read_source(ctx, t, path, d["remote"], d["listen"])
         d["identity"] = _read_identity(ctx, t, path, d["remote"])
         _read_peer_tls(ctx, t, path, d)
+        d["compression_dictionary"] = _read_dictionary(ctx, t, path)
         drafts.append(d)
     return drafts
+
+
+def _read_dictionary(ctx: Ctx, t: dict[str, Any], path: str) -> Any:
+    """``compression_dictionary``: "builtin", "none", or an existing file (its bytes are the
+    dictionary, the same file on both sides)."""
+    value = t.get("compression_dictionary", "builtin")
+    if value in ("builtin", "none"):
+        return value
+    return ctx.existing_file(t, "compression_dictionary", path)
 
 
 def _require_endpoints(ctx: Ctx, path: str, d: dict[str, Any]) -> None:

@@ -37,6 +37,8 @@ from zerolink.domains import DomainSet
 from zerolink.errors import RemoteProtocolError, StanzaError
 from zerolink.jid import JIDError, canonical_jid, normalize_domain, parse_jid
 from zerolink.proto import acks
+from zerolink.proto.compression import MAGIC as COMPRESSION_MAGIC
+from zerolink.proto.compression import CompressionSpec, Compressor, Decompressor
 from zerolink.proto.events import (
     STREAM_ERROR_TAG,
     Closed,
@@ -117,12 +119,15 @@ class X2XSettings:
     keepalive: float = 60.0  # 0 disables
     close_timeout: float = 10.0
     acks: bool = False  # reliable delivery (zerolink.proto.acks), agreed a priori
+    compression: CompressionSpec | None = None  # zerolink.proto.compression, agreed a priori
 
 
 @dataclass(slots=True)
 class Counters:
-    bytes_in: int = 0
+    bytes_in: int = 0  # of XML (decompressed, when compression is on)
     bytes_out: int = 0
+    wire_in: int = 0  # compressed bytes, when compression is on
+    wire_out: int = 0
     stanzas_in: int = 0
     stanzas_out: int = 0
     keepalives_out: int = 0
@@ -154,12 +159,25 @@ class X2XSession(StreamSkeleton[State, Event]):
         self._opening = b""
         self._synced = not settings.acks
         self._last_send = now
+        spec = settings.compression
+        self._deflate = Compressor(spec) if spec is not None else None
+        self._inflate = Decompressor(spec) if spec is not None else None
 
     # -- output ------------------------------------------------------------------------
     def data_to_send(self) -> bytes:
-        """Bytes to write to the transport, in order; empties the buffer."""
-        data = super().data_to_send()
-        self.counters.bytes_out += len(data)
+        """Bytes to write to the transport, in order; empties the buffer. With compression,
+        what is taken at once is one burst: compressed and flushed together."""
+        if self._deflate is None:
+            data = super().data_to_send()
+            self.counters.bytes_out += len(data)
+            return data
+        units = self._out
+        if not units:
+            return b""
+        self._out = []
+        self.counters.bytes_out += sum(map(len, units))
+        data = self._deflate.compress(units)
+        self.counters.wire_out += len(data)
         return data
 
     def _can_send(self) -> bool:
@@ -202,7 +220,8 @@ class X2XSession(StreamSkeleton[State, Event]):
 
     # -- input -------------------------------------------------------------------------
     def _receive(self, data: bytes, now: float) -> None:
-        if self.counters.bytes_in == 0 and data[0] == 0x16:
+        first = self.counters.bytes_in == 0 and self.counters.wire_in == 0
+        if first and data[0] == 0x16:
             # A TLS record (handshake) where XML was expected: one side has tls on, one off.
             self.counters.bytes_in += len(data)
             raise RemoteProtocolError(
@@ -210,6 +229,25 @@ class X2XSession(StreamSkeleton[State, Event]):
                 "this is a TLS handshake on a plaintext X2X link: "
                 "is tls = true configured on one side only?",
             )
+        inflate = self._inflate
+        if inflate is None:
+            if first and data[0] == COMPRESSION_MAGIC:
+                self.counters.bytes_in += len(data)
+                raise RemoteProtocolError(
+                    "bad-format",
+                    "the peer sends a compressed stream where compression is off: "
+                    "is compression set on one side only?",
+                )
+            self._receive_xml(data)
+            return
+        self.counters.wire_in += len(data)
+        for chunk in inflate.feed(data):
+            self._receive_xml(chunk)
+            if self.state is State.CLOSED:
+                return
+
+    def _receive_xml(self, data: bytes) -> None:
+        """Handle XML of the peer's (after decompression, if any)."""
         seen = self.counters.bytes_in
         if seen < _OPENING_BYTES:
             self._opening += data[: _OPENING_BYTES - seen]
